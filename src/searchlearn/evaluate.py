@@ -1,0 +1,54 @@
+"""Held-out evaluation: greedy pass@1, and from N samples per problem maj@k and pass@k for each k.
+
+pass@k is the unbiased estimator of Chen et al. 2021, 1 − C(n−c, k)/C(n, k), with c correct of n samples.
+maj@k averages majority-vote correctness over the n/k disjoint groups of k samples.
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Sequence
+
+from searchlearn.reward.verifiers import VerifierReward
+from searchlearn.search.best_of_n import majority_vote, sample
+from searchlearn.types import Ledger, Problem, SamplingParams
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn without replacement from n (c correct) is correct."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def evaluate(policy, task, problems: Sequence[Problem], n: int = 16, ks: Sequence[int] = (1, 4, 16),
+             temperature: float = 1.0, max_new_tokens: int = 128, seed: int = 0) -> dict:
+    """Metrics as fractions of `problems`: pass@1 (greedy), pass@k and maj@k for k in ks; plus examples."""
+    if any(k > n or n % k for k in ks):
+        raise ValueError(f"every k in {ks} must divide n={n}")
+    reward = VerifierReward(task)
+    ledger = Ledger()
+    greedy = sample(problems, policy, task, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
+                                                           seed=seed), reward)
+    sampled = sample(problems, policy, task, SamplingParams(n=n, temperature=temperature,
+                                                            max_new_tokens=max_new_tokens, seed=seed), reward)
+    metrics = {"pass@1": sum(r.trajectories[0].reward for r in greedy) / len(problems)}
+    for k in ks:
+        pass_k = maj_k = 0.0
+        for problem, result in zip(problems, sampled):
+            correct = [t.reward >= 1.0 for t in result.trajectories]
+            pass_k += pass_at_k(n, sum(correct), k)
+            keys = [task.answer_key(problem, t.completion) for t in result.trajectories]
+            groups = [range(g, g + k) for g in range(0, n, k)]
+            votes = [majority_vote([keys[i] for i in group]) for group in groups]
+            maj_k += sum(v is not None and correct[group[v]] for v, group in zip(votes, groups)) / len(groups)
+        metrics[f"pass@{k}"] = pass_k / len(problems) if k > 1 else metrics["pass@1"]
+        metrics[f"sample_pass@{k}"] = pass_k / len(problems)
+        metrics[f"maj@{k}"] = maj_k / len(problems)
+    for r in greedy + sampled:
+        ledger.add(r.ledger)
+    metrics["mean_tokens"] = sum(len(t.token_ids) for r in sampled for t in r.trajectories) / (n * len(problems))
+    metrics["ledger/generated_tokens"] = ledger.generated_tokens
+    examples = [{"prompt": p.prompt, "completion": r.trajectories[0].completion, "reward": r.trajectories[0].reward}
+                for p, r in zip(problems[:8], greedy[:8])]
+    return {"metrics": metrics, "examples": examples}

@@ -1,0 +1,176 @@
+"""Batched sampling from the project's own model with a KV cache: n samples per prompt, stop strings, logprobs.
+
+One `generate` call left-pads its prompts, prefills each distinct prompt once, replicates the cache rows for the n
+samples, then decodes one token per step for the whole batch. Rows that finish are dropped from the batch and the cache
+is compacted, so the batch shrinks as sequences end: on CPU, where a step's cost is proportional to the batch, that and a
+small per-step Python overhead are where the speed comes from. Sampling is temperature scaling plus nucleus (top-p)
+filtering (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration"); temperature 0 is greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from searchlearn.policy.model import LlamaForCausalLM
+from searchlearn.types import Completion, SamplingParams
+
+
+def sample_tokens(
+    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row from softmax(logits / T) restricted to the top-p nucleus (argmax when T = 0).
+
+    Nucleus sampling (Holtzman et al. 2020) keeps the smallest set of most likely tokens whose mass reaches top_p.
+    The draw is by inverse CDF: one uniform per row and a binary search of the cumulative distribution, far cheaper
+    on CPU than `torch.multinomial` (which draws one exponential variate per vocabulary entry).
+    Returns (tokens (B,), logprobs (B,)), the logprob taken under the raw model distribution (T = 1, no filtering), which
+    is what learners need as log π(a | s).
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
+    if temperature == 0:
+        tokens = logp.argmax(-1)
+    else:
+        probs = logp.exp() if temperature == 1 else torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+        order = None
+        if top_p < 1:
+            probs, order = probs.sort(dim=-1, descending=True)
+            probs[probs.cumsum(-1) - probs >= top_p] = 0.0  # mass of more likely tokens already reaches top_p
+        cdf = probs.cumsum(-1)  # (B, V)
+        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]  # (B, 1)
+        tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)  # first cdf > u
+        if order is not None:
+            tokens = order.gather(-1, tokens[:, None]).squeeze(1)
+    return tokens, logp.gather(-1, tokens[:, None]).squeeze(1)
+
+
+class Engine:
+    """generate(prompt_ids, SamplingParams) -> list[Completion], prompt-major (all n samples of prompt 0 first).
+
+    `last_prefill_tokens` / `last_generated_tokens` count the tokens the last call prefilled (each distinct prompt once
+    per batch chunk) and sampled (every sampled token, an ending eos included although it is not returned) — the
+    compute ledger's inputs. `max_batch` caps the rows decoded together; `eos_ids` overrides the tokenizer's eos
+    (pass `()` to never stop at eos, e.g. for benchmarks).
+    """
+
+    def __init__(
+        self,
+        model: LlamaForCausalLM,
+        tokenizer,
+        device: str | torch.device = "cpu",
+        max_batch: int = 256,
+        eos_ids: Iterable[int] | None = None,
+    ):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.device = torch.device(device)
+        self.model = model.to(self.device)
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        if eos_ids is None:
+            eos = getattr(tokenizer, "eos_id", None)
+            eos_ids = () if eos is None else (eos,) if isinstance(eos, int) else eos
+        self.eos_ids = frozenset(eos_ids)
+        self.pad_id = getattr(tokenizer, "pad_id", None) or 0
+        self.last_prefill_tokens = 0
+        self.last_generated_tokens = 0
+        self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
+
+    # -- stop strings -------------------------------------------------------------------------------------------
+    def stop_token_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
+        """Ids of the tokens whose text contains a stop string: a set lookup per sampled token (cached per tuple)."""
+        if stops not in self._stop_ids:
+            vocab = min(getattr(self.tokenizer, "vocab_size", None) or 1 << 62, self.model.config.vocab_size)
+            pieces = ((t, self.tokenizer.decode([t])) for t in range(vocab))
+            self._stop_ids[stops] = frozenset(t for t, text in pieces if any(s in text for s in stops))
+        return self._stop_ids[stops]
+
+    def _text_hit(self, tokens: list[int], stops: tuple[str, ...], window: int) -> bool:
+        """Whether a stop string spanning several tokens ends the decoded text (only the last `window` tokens decoded)."""
+        tail = self.tokenizer.decode(tokens[-window:])
+        return any(s in tail for s in stops)
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """Sample params.n completions of every prompt. Same params.seed, same prompts -> same completions."""
+        if any(len(p) == 0 for p in prompt_ids):
+            raise ValueError("every prompt needs at least one token")
+        self.last_prefill_tokens = self.last_generated_tokens = 0
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        rows = [p for p in range(len(prompt_ids)) for _ in range(params.n)]  # row -> prompt index, prompt-major
+        out: list[Completion] = []
+        for start in range(0, len(rows), self.max_batch):
+            out += self._generate_chunk(prompt_ids, rows[start : start + self.max_batch], params, generator)
+        return out
+
+    def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, generator) -> list[Completion]:
+        model, device = self.model, self.device
+        # Prefill each distinct prompt once, left-padded to a common length P.
+        distinct = list(dict.fromkeys(rows))  # prompt indices, first-seen order
+        lengths = [len(prompt_ids[p]) for p in distinct]
+        U, P = len(distinct), max(lengths)
+        ids = torch.full((U, P), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(U, P, dtype=torch.long)
+        for i, p in enumerate(distinct):
+            ids[i, P - lengths[i] :] = torch.as_tensor(prompt_ids[p])
+            mask[i, P - lengths[i] :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (U, P): real tokens at 0..len-1
+        cache = model.new_cache(U, P + params.max_new_tokens)
+        padded = min(lengths) < P
+        logits = model(ids, positions, mask if padded else None, cache, logits_to_keep=1)[:, -1]  # (U, V)
+        self.last_prefill_tokens += sum(lengths)
+
+        # Replicate each prompt's cache row for its samples.
+        slot = {p: i for i, p in enumerate(distinct)}
+        source = torch.tensor([slot[p] for p in rows], device=device)  # (R,)
+        if len(rows) != U:
+            cache.select(source)
+            logits = logits[source]  # (R, V)
+        next_pos = torch.tensor([lengths[slot[p]] for p in rows], device=device)  # (R,) position of the next token
+
+        stop_ids = self.stop_token_ids(params.stop) if params.stop else frozenset()
+        text_stops = tuple(s for s in params.stop if len(s) > 1)  # a multi-character string can span tokens
+        window = 4 * max(map(len, text_stops), default=0) + 2  # tokens to decode: ≥ 1 char each (4 bytes worst case)
+        tokens: list[list[int]] = [[] for _ in rows]
+        logprobs: list[list[float]] = [[] for _ in rows]
+        reasons = ["length"] * len(rows)
+        active = list(range(len(rows)))  # batch row j decodes chunk row active[j]
+        for step in range(params.max_new_tokens):
+            chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, generator)  # (B,), (B,)
+            self.last_generated_tokens += len(active)
+            keep = []
+            for j, (t, lp) in enumerate(zip(chosen.tolist(), chosen_logp.tolist())):
+                r = active[j]
+                if t in self.eos_ids:
+                    reasons[r] = "eos"
+                    continue
+                tokens[r].append(t)
+                logprobs[r].append(lp)
+                if t in stop_ids or (text_stops and self._text_hit(tokens[r], text_stops, window)):
+                    reasons[r] = "stop"
+                    continue
+                keep.append(j)
+            if not keep or step == params.max_new_tokens - 1:
+                break
+            if len(keep) < len(active):  # drop finished rows: the batch shrinks
+                index = torch.tensor(keep, device=device)
+                cache.select(index)
+                chosen, next_pos = chosen[index], next_pos[index]
+                active = [active[j] for j in keep]
+            logits = model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1]  # (B, V)
+            next_pos = next_pos + 1
+        return [
+            Completion(
+                prompt_index=p,
+                token_ids=tokens[r],
+                text=self.tokenizer.decode(tokens[r]),
+                logprobs=logprobs[r],
+                finish_reason=reasons[r],
+            )
+            for r, p in enumerate(rows)
+        ]

@@ -1,0 +1,418 @@
+"""A Llama-style decoder-only transformer whose parameter names are Hugging Face's `LlamaForCausalLM` names.
+
+Architecture (Touvron et al. 2023, "LLaMA"): pre-norm blocks with RMSNorm (Zhang & Sennrich 2019), rotary position
+embeddings (Su et al. 2021, "RoFormer", in HF's rotate_half layout), a SwiGLU MLP (Shazeer 2020) and grouped-query
+attention (Ainslie et al. 2023, "GQA"). Because the names and the maths match HF's, `save_pretrained` writes a directory
+that `transformers.LlamaForCausalLM.from_pretrained` loads, and `from_pretrained` reads HF Llama checkpoints back.
+Optional q/k/v biases (`attention_bias`, as in Qwen2) let a loader map Qwen2-style weights onto the same module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class LlamaConfig:
+    """Model hyperparameters, named as in Hugging Face's `LlamaConfig` (config.json)."""
+
+    vocab_size: int = 1026  # rows of the embedding / lm_head
+    hidden_size: int = 128  # residual stream width D
+    intermediate_size: int = 384  # SwiGLU hidden width
+    num_hidden_layers: int = 4  # decoder blocks
+    num_attention_heads: int = 4  # query heads H
+    num_key_value_heads: int | None = None  # key/value heads H_kv (GQA); None = H (multi-head attention)
+    max_position_embeddings: int = 2048  # the context length the model is meant for (RoPE itself has no limit)
+    rope_theta: float = 10000.0  # RoPE base
+    rms_norm_eps: float = 1e-6  # RMSNorm epsilon
+    tie_word_embeddings: bool = False  # lm_head shares the embedding matrix
+    attention_bias: bool = False  # biases on q/k/v projections (Qwen2-style); o_proj never has one
+    head_dim: int | None = None  # per-head width; None = hidden_size // num_attention_heads
+    bos_token_id: int | None = None  # carried into config.json for HF tooling
+    eos_token_id: int | None = None
+    pad_token_id: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_key_value_heads is None:
+            self.num_key_value_heads = self.num_attention_heads
+        if self.num_key_value_heads < 1 or self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
+                f"num_key_value_heads ({self.num_key_value_heads})"
+            )
+        if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads:
+                raise ValueError(f"hidden_size {self.hidden_size} not divisible by heads {self.num_attention_heads}")
+            self.head_dim = self.hidden_size // self.num_attention_heads
+        if self.head_dim < 2 or self.head_dim % 2:
+            raise ValueError(f"head_dim must be even (RoPE rotates pairs), got {self.head_dim}")
+        if self.rope_theta <= 0 or self.rms_norm_eps <= 0:
+            raise ValueError("rope_theta and rms_norm_eps must be > 0")
+
+    def to_hf_dict(self) -> dict:
+        """The config.json form: loadable by transformers 4.x (`rope_theta`) and 5.x (`rope_parameters`)."""
+        out = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **asdict(self)}
+        out.update(
+            hidden_act="silu",
+            mlp_bias=False,
+            attention_dropout=0.0,
+            initializer_range=0.02,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LlamaConfig:
+        """Read a config.json dict (ours or HF's); HF-only bookkeeping keys are ignored, unsupported features refused."""
+        if d.get("hidden_act", "silu") != "silu" or d.get("mlp_bias", False):
+            raise ValueError("only SiLU-gated MLPs without bias are supported")
+        rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+        if rope.get("rope_type", rope.get("type", "default")) != "default":
+            raise ValueError(f"unsupported RoPE scaling {rope}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in known}
+        if "rope_theta" in rope:
+            kwargs["rope_theta"] = rope["rope_theta"]
+        return cls(**kwargs)
+
+
+class RMSNorm(nn.Module):
+    """y = w · x / sqrt(mean(x²) + ε), computed in float32 (Zhang & Sennrich 2019)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one fused kernel; the same maths
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rope_cos_sin(inv_freq: torch.Tensor, position_ids: torch.Tensor, dtype: torch.dtype):
+    """RoPE tables (Su et al. 2021) for angles θ_{p,i} = p · base^(-2i/D): (B, T) positions -> 2 × (B, 1, T, D).
+
+    HF rotates as x·cos + rotate_half(x)·sin with rotate_half(x1, x2) = (-x2, x1). Equivalently
+    x·cos + roll(x, D/2)·sin_signed where sin_signed = (-sin, sin) over the halves: we return cos and sin_signed.
+    """
+    freqs = position_ids[:, :, None].float() * inv_freq  # (B, T, D/2)
+    cos = torch.cat((freqs.cos(), freqs.cos()), dim=-1)  # (B, T, D)
+    sin = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
+    return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, H, T, D) queries or keys by their positions' angles."""
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
+
+
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Boolean mask (True = may attend) -> additive bias: 0 where allowed, the dtype's minimum elsewhere."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+class KVCache:
+    """Preallocated keys/values, one (B, H_kv, T_max, D) buffer per layer, plus a (B, T_max) key-validity mask.
+
+    All rows share one write position `length` (prompts are left-padded to a common length). `select(index)` reindexes
+    rows: drop finished sequences (compaction, done in place) or repeat a prefilled prompt n times.
+    """
+
+    def __init__(self, config: LlamaConfig, batch_size: int, max_length: int, dtype=torch.float32, device="cpu"):
+        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
+        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)  # True = real token
+        self.length = 0  # positions filled so far
+        self.max_length = max_length
+        self.padded = False  # whether any filled key is padding (then attention needs a mask)
+
+    @property
+    def batch_size(self) -> int:
+        return self.key_mask.shape[0]
+
+    def write_mask(self, mask: torch.Tensor | None, num_new: int) -> torch.Tensor:
+        """Record which of the `num_new` incoming positions are real; returns the (B, L) mask of all keys."""
+        start, end = self.length, self.length + num_new
+        if end > self.max_length:
+            raise ValueError(f"KV cache overflow: {end} > max_length {self.max_length}")
+        if mask is None:
+            self.key_mask[:, start:end] = True
+        else:
+            self.key_mask[:, start:end] = mask.bool()
+            self.padded = self.padded or not bool(mask.bool().all())
+        return self.key_mask[:, :end]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H_kv, T, D) keys/values at `length`; return views of everything cached, (B, H_kv, L, D)."""
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length : end] = k
+        self.v[layer][:, :, self.length : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def select(self, index: torch.Tensor | list[int]) -> None:
+        """Keep rows `index` (in that order; repeats allowed). Shrinking reuses the buffers; growing reallocates."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.key_mask.device)
+        n, L = index.numel(), self.length
+        for bufs in (self.k, self.v):
+            for i, buf in enumerate(bufs):
+                if n <= buf.shape[0]:
+                    buf[:n, :, :L] = buf[index, :, :L]  # RHS is gathered into a temporary first: safe in place
+                    bufs[i] = buf[:n]
+                else:
+                    new = buf.new_empty((n, *buf.shape[1:]))
+                    new[:, :, :L] = buf[index, :, :L]
+                    bufs[i] = new
+        self.key_mask = self.key_mask[index]
+        self.padded = bool((~self.key_mask[:, :L]).any())
+
+
+class Attention(nn.Module):
+    """Grouped-query attention (Ainslie et al. 2023): H query heads share H_kv key/value heads."""
+
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        self.layer, self.h, self.h_kv, self.d = layer, config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        bias = config.attention_bias
+        self.q_proj = nn.Linear(config.hidden_size, self.h * self.d, bias=bias)
+        self.k_proj = nn.Linear(config.hidden_size, self.h_kv * self.d, bias=bias)
+        self.v_proj = nn.Linear(config.hidden_size, self.h_kv * self.d, bias=bias)
+        self.o_proj = nn.Linear(self.h * self.d, config.hidden_size, bias=False)
+
+    def forward(self, x, cos, sin, mask, is_causal: bool, cache: KVCache | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = self.q_proj.forward(x).view(B, T, self.h, self.d).transpose(1, 2)  # (B, H, T, D)
+        k = self.k_proj.forward(x).view(B, T, self.h_kv, self.d).transpose(1, 2)  # (B, H_kv, T, D)
+        v = self.v_proj.forward(x).view(B, T, self.h_kv, self.d).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, H_kv, L, D)
+        if T == 1 and B >= 16:  # batched decode: two grouped matmuls, (B, H_kv, g, D) x (B, H_kv, D, L), read each
+            # K/V head once for its g query heads; on CPU this beats the SDPA kernel from batch ~16 up (1.3-2x).
+            scores = torch.matmul(q.view(B, self.h_kv, -1, self.d), k.transpose(-1, -2)) * self.d**-0.5
+            if mask is not None:
+                scores = scores + mask  # (B, 1, 1, L) additive
+            out = torch.matmul(scores.softmax(-1), v).view(B, self.h, 1, self.d)  # (B, H_kv, g, D) -> (B, H, 1, D)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.h != self.h_kv
+            )  # (B, H, T, D)
+        return self.o_proj.forward(out.transpose(1, 2).reshape(B, T, self.h * self.d))
+
+
+class MLP(nn.Module):
+    """SwiGLU (Shazeer 2020): down(silu(gate(x)) · up(x))."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(config.hidden_size, config.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj.forward(F.silu(self.gate_proj.forward(x)) * self.up_proj.forward(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, config: LlamaConfig, layer: int):
+        super().__init__()
+        self.self_attn = Attention(config, layer)
+        self.mlp = MLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+    def forward(self, x, cos, sin, mask, is_causal, cache):
+        x = x + self.self_attn.forward(self.input_layernorm.forward(x), cos, sin, mask, is_causal, cache)
+        return x + self.mlp.forward(self.post_attention_layernorm.forward(x))
+
+
+class LlamaModel(nn.Module):
+    """Embedding, decoder stack, final norm: HF's `model.` submodule."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class LlamaForCausalLM(nn.Module):
+    """Decoder + lm_head. forward(input_ids (B, T), ...) -> logits (B, T, V); with a KVCache it decodes incrementally."""
+
+    def __init__(self, config: LlamaConfig):
+        super().__init__()
+        self.config = config
+        self.model = LlamaModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.reset_rope()
+        if self.lm_head.weight.device.type != "meta":
+            self.apply(self._init_weights)
+        self.tie_weights()
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        """N(0, 0.02) weights and zero biases, HF's `initializer_range` default."""
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def reset_rope(self) -> None:
+        """Build the RoPE inverse frequencies base^(-2i/D) exactly as HF does. A plain float32 attribute, not a buffer,
+        so that `model.to(bfloat16)` cannot round it; forward moves it to the input's device when needed."""
+        exponent = torch.arange(0, self.config.head_dim, 2, dtype=torch.int64, device="cpu").float() / self.config.head_dim
+        self.inv_freq = 1.0 / (self.config.rope_theta**exponent)  # (D/2,)
+
+    def tie_weights(self) -> None:
+        if self.config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Distinct parameters (a tied matrix counts once); without the embedding and untied lm_head if asked."""
+        params = {id(p): p for p in self.parameters()}
+        if exclude_embeddings:
+            params.pop(id(self.model.embed_tokens.weight), None)
+            params.pop(id(self.lm_head.weight), None)
+        return sum(p.numel() for p in params.values())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        logits_to_keep: int = 0,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) of the next token at every position (only the last `logits_to_keep` if > 0).
+
+        attention_mask (B, T): 1 = real token, 0 = padding (left or right). Without position_ids, positions count real
+        tokens (HF's `cumsum(mask) - 1`), across the cache when one is given. A cache receives this call's keys/values
+        and attention runs over everything it holds.
+        """
+        B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
+        L = start + T
+        if cache is not None:
+            key_mask, padded = cache.write_mask(attention_mask, T), cache.padded  # (B, L)
+        else:
+            key_mask = attention_mask.bool() if attention_mask is not None else None
+            padded = key_mask is not None and not bool(key_mask.all())
+        if position_ids is None:
+            if key_mask is None:
+                position_ids = torch.arange(start, L, device=input_ids.device).expand(B, T)
+            else:
+                position_ids = (key_mask.long().cumsum(-1)[:, start:] - 1).clamp_min(0)
+        if self.inv_freq.device != input_ids.device:
+            self.inv_freq = self.inv_freq.to(input_ids.device)
+        cos, sin = rope_cos_sin(self.inv_freq, position_ids, self.lm_head.weight.dtype)  # (B, 1, T, D)
+
+        mask, is_causal = None, False  # mask: additive (B or 1, 1, T, L)
+        if T == 1 and attention_mask is None:  # decoding a real token: it may see every real key
+            if padded:
+                mask = additive_mask(key_mask, cos.dtype)[:, None, None, :]
+        elif padded or start > 0:
+            q_idx = torch.arange(start, L, device=input_ids.device)[:, None]  # (T, 1)
+            k_idx = torch.arange(L, device=input_ids.device)[None, :]  # (1, L)
+            allowed = (k_idx <= q_idx)[None, None]  # (1, 1, T, L) causal
+            if padded:  # hide padding keys, but let every query see itself so no row is fully masked
+                allowed = allowed & (key_mask[:, None, None, :] | (k_idx == q_idx))  # (B, 1, T, L)
+            mask = additive_mask(allowed, cos.dtype)
+        else:
+            is_causal = True
+
+        # Submodules are run through `.forward`, skipping nn.Module.__call__ (~2 µs each): small-batch decoding is
+        # bound by per-op overhead, not FLOPs. (Module hooks therefore do not fire inside this model.)
+        x = self.model.embed_tokens.forward(input_ids)  # (B, T, D)
+        for layer in self.model.layers:
+            x = layer.forward(x, cos, sin, mask, is_causal, cache)
+        if cache is not None:
+            cache.length = L
+        x = self.model.norm.forward(x[:, -logits_to_keep:] if logits_to_keep else x)
+        return self.lm_head.forward(x)  # (B, T, V)
+
+    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+        w = self.lm_head.weight
+        return KVCache(self.config, batch_size, max_length, dtype=w.dtype, device=w.device)
+
+    # -- persistence: HF-compatible directory -----------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write `model.safetensors` and `config.json` atomically. A tied lm_head is stored once (as the embedding)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        dtype = self.lm_head.weight.dtype
+        if self.config.tie_word_embeddings:
+            state.pop("lm_head.weight")
+        if self.config.attention_bias:  # HF Llama's attention_bias also adds an o_proj bias: store ours as zeros
+            for i in range(self.config.num_hidden_layers):
+                state[f"model.layers.{i}.self_attn.o_proj.bias"] = torch.zeros(self.config.hidden_size, dtype=dtype)
+        _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+        config = self.config.to_hf_dict()
+        config["torch_dtype"] = config["dtype"] = str(dtype).removeprefix("torch.")  # transformers 4.x / 5.x names
+        text = json.dumps(config, indent=2)
+        _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | None = None, device="cpu") -> LlamaForCausalLM:
+        """Load a directory written by `save_pretrained` or by HF (Llama, single-file safetensors)."""
+        directory = Path(directory)
+        config = LlamaConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
+        state = load_file(str(directory / WEIGHTS_NAME), device=str(device))
+        state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
+        for key in [k for k in state if k.endswith("o_proj.bias")]:  # HF Llama's attention_bias also biases o_proj
+            if state[key].any():
+                raise ValueError(f"{key} is non-zero: o_proj biases are not supported")
+            del state[key]
+        if config.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        with torch.device("meta"):
+            model = cls(config)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
+        if missing or unexpected:
+            raise ValueError(f"checkpoint mismatch: missing {missing}, unexpected {unexpected}")
+        model.tie_weights()
+        return model.to(dtype=dtype) if dtype is not None else model
+
+
+def sequence_logprobs(model: LlamaForCausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """log π(x_t | x_<t) for t = 1..T-1, (B, T) -> (B, T-1); positions whose target is padding are 0."""
+    logits = model(input_ids, attention_mask=attention_mask)[:, :-1].float()  # (B, T-1, V)
+    target = input_ids[:, 1:]  # (B, T-1)
+    logp = logits.gather(-1, target[..., None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
+    return logp * attention_mask[:, 1:].to(logp.dtype)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(tmp_path), fsync, then os.replace onto `path`: readers never see a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(str(tmp))
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,77 @@
+"""End to end: `searchlearn demo --quick` writes every output, and `--resume` after a kill finishes the run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "SEARCHLEARN_QUIET": "1"}
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    t0 = time.time()
+    proc = run_cli("demo", "--quick", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, time.time() - t0
+
+
+def test_quick_demo_writes_all_outputs(quick_run):
+    out, seconds = quick_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    for phase in ("init", "final"):
+        assert set(metrics[phase]) >= {"pass@1", "maj@4", "pass@4"}
+        assert all(0.0 <= v <= 1.0 for v in metrics[phase].values())
+    assert metrics["params"] > 0 and metrics["wall_seconds"] > 0
+    assert [r["round"] for r in metrics["rounds"]] == [0, 1]
+    assert metrics["rounds"][1]["train_generated_tokens"] > 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["learn/loss"] for r in records if r.get("phase") == "init" and "learn/loss" in r]
+    assert len(losses) >= 5 and losses[-1] < losses[0]  # initialization learned something
+    for png in ("pass_at_k.png", "loss.png", "rounds.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64" in html and "-&gt;" in html  # figures and example traces are inlined
+    assert (out / "policy" / "model.safetensors").exists()
+
+
+def test_eval_command_on_the_demo_policy(quick_run, tmp_path):
+    out, _ = quick_run
+    proc = run_cli("eval", "--quick", "--model", str(out / "policy"), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert result["metrics"]["pass@1"] == pytest.approx(final["pass@1"])  # same policy, same problems, greedy
+
+
+def test_killed_demo_resumes_to_the_same_result(quick_run, tmp_path):
+    out, _ = quick_run
+    proc = subprocess.Popen([sys.executable, "-m", "searchlearn.cli", "demo", "--quick", "--out", str(tmp_path)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "ckpt" / "init" / "trainer_state.json").exists():  # first SFT checkpoint
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = run_cli("demo", "--quick", "--out", str(tmp_path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((out / "metrics.json").read_text())
+    b = json.loads((tmp_path / "metrics.json").read_text())
+    assert a["init"] == b["init"] and a["final"] == b["final"]
+
+
+def test_bad_override_is_a_clear_error(tmp_path):
+    proc = run_cli("demo", "--quick", "--out", str(tmp_path), "--set", "init.stepz=3")
+    assert proc.returncode == 2 and "valid keys" in proc.stderr

@@ -1,0 +1,295 @@
+"""Countdown: verifier on adversarial strings, solver vs brute force, generation, traces, gold process labels."""
+
+from __future__ import annotations
+
+import random
+from fractions import Fraction
+from functools import lru_cache
+from itertools import product
+
+import pytest
+
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.tasks.countdown import (
+    CountdownConfig,
+    CountdownTask,
+    answer_key,
+    gold_step_values,
+    gold_value,
+    make_prompt,
+    moves,
+    reachable,
+    solutions,
+    solve,
+    steps,
+    trace,
+    values,
+    verify,
+)
+from searchlearn.types import Problem
+
+
+def problem(nums, target) -> Problem:
+    return Problem(id="t", prompt=make_prompt(nums, target), data={"nums": list(nums), "target": target})
+
+
+P = problem([3, 7, 25], 46)
+
+
+# -- verifier ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "p, text, score, reason",
+    [
+        (P, "answer (7*3)+25\n", 1.0, "correct"),
+        (P, "7*3=21 | 25 21\n25+21=46 yes\nanswer 25+(7*3)", 1.0, "correct"),
+        (P, "answer (7*3)+25 = 46\n", 1.0, "correct"),
+        (P, "answer 7*3+25=46", 1.0, "correct"),
+        (P, "  answer   ( 7 * 3 ) + 25  \n", 1.0, "correct"),
+        (P, "answer (7*3)+25 = 45\n", 0.0, "claimed 45 != value 46"),
+        (P, "answer 25+7+7+7\n", 0.0, "numbers used [7, 7, 7, 25] != inputs [3, 7, 25]"),
+        (P, "answer 25+21\n", 0.0, "numbers used [21, 25] != inputs [3, 7, 25]"),
+        (P, "answer 25+7\n", 0.0, "numbers used [7, 25] != inputs [3, 7, 25]"),
+        (P, "answer 25+7+3\n", 0.0, "value 35 != target 46"),
+        (P, "answer 25-7*3\n", 0.0, "value 4 != target 46"),  # precedence: 25-(7*3)
+        (problem([3, 3, 7], 10), "answer 7/(3-3)\n", 0.0, "division by zero"),
+        (problem([7, 3, 3], 7), "answer (7/3)*3\n", 0.0, "inexact division"),  # = 7 exactly, but 7/3 is not whole
+        (problem([3, 7, 25], 29), "answer 25-(3-7)\n", 1.0, "correct"),  # negative intermediates are fine
+        (P, "answer 9999999999*3+7+25\n", 0.0, "parse error: number longer than 6 digits"),
+        (P, "answer __import__('os').system('ls')\n", 0.0, "parse error: bad character '_'"),
+        (P, "answer ((7*3)+25\n", 0.0, "parse error: unbalanced brackets"),
+        (P, "answer (7*3))+25\n", 0.0, "parse error: unexpected ')'"),
+        (P, "answer -3+7+25\n", 0.0, "parse error: unexpected '-'"),
+        (P, "answer 7*3+\n", 0.0, "parse error: unexpected end"),
+        (P, "answer 7*3+25=\n", 0.0, "parse error: expected a number after '='"),
+        (P, "answer (7×3)+25\n", 0.0, "parse error: bad character '\\xd7'"),
+        (P, "answer \u0663+7+25\n", 0.0, "parse error: bad character '\\u0663'"),  # Arabic-Indic 3: not a digit here
+        (P, "answer\n", 0.0, "parse error: empty expression"),
+        (P, "", 0.0, "no answer"),
+        (P, "7*3=21 | 25 21\n25+21=46 yes\n", 0.0, "no answer"),
+        (P, "answer 1+2\nanswer (7*3)+25\n", 1.0, "correct"),  # the last answer line counts
+        (P, "answer (7*3)+25\nanswer 1+2\n", 0.0, "numbers used [1, 2] != inputs [3, 7, 25]"),
+        (P, "answer " + "(" * 40 + "7*3" + ")" * 40 + "+25", 0.0, "parse error: brackets nested deeper than 32"),
+        (P, "answer " + "(" * 32 + "7*3" + ")" * 32 + "+25", 1.0, "correct"),
+        (P, "answer " + "1+" * 150 + "1", 0.0, "parse error: expression longer than 200 characters"),
+        (P, "x" * 10_000 + "\nanswer (7*3)+25\n", 1.0, "correct"),
+        (P, "answer (7*3)+25" + " junk" * 2000, 0.0, "parse error: expression longer than 200 characters"),
+        (P, None, 0.0, "no answer"),
+    ],
+)
+def test_verify_adversarial(p, text, score, reason):
+    assert verify(p, text) == (v := verify(p, text))  # deterministic
+    assert (v.score, v.reason) == (score, reason)
+
+
+def test_answer_key():
+    assert answer_key(P, "answer (7*3)+25") == 46
+    assert answer_key(P, "answer 25+7+3\n") == 35  # wrong but well formed: still a vote
+    assert answer_key(P, "answer 25-(3*7) = 4") == 4
+    assert answer_key(P, "answer 25+7+7") is None  # wrong numbers
+    assert answer_key(problem([7, 3, 3], 7), "answer (7/3)*3") is None  # inexact division
+    assert answer_key(P, "no answer here") is None
+    assert answer_key(P, "answer (((") is None
+
+
+def test_verifier_fuzz_never_raises():
+    rng = random.Random(0)
+    alphabet = list("0123456789+-*/() =answerckbo|\n") + ["answer ", "\u0663", "×", "\x00", "9" * 7, "(" * 40]
+    nums_choices = [[3, 7, 25], [1, 1], [0, 5, 5, 9]]
+    for i in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        if i % 2:
+            text = "answer " + text
+        p = problem(nums_choices[i % 3], 10)
+        v = verify(p, text)
+        assert v.score in (0.0, 1.0) and not v.reason.startswith("internal error"), (text, v)
+        key = answer_key(p, text)
+        assert key is None or isinstance(key, int)
+        assert all(x in (0.0, 1.0) for x in gold_step_values(p, text))
+
+
+# -- solver --------------------------------------------------------------------------------------------------------
+def brute_values(nums, max_intermediate) -> set[int]:
+    """Values of all expression trees over all of `nums` (both operand orders), with Fractions, keeping only trees
+    whose every subtree value is a non-negative integer <= max_intermediate and with no division by zero."""
+    n = len(nums)
+
+    @lru_cache(maxsize=None)
+    def vals(mask: int) -> frozenset:
+        idx = [i for i in range(n) if mask >> i & 1]
+        if len(idx) == 1:
+            return frozenset({Fraction(nums[idx[0]])})
+        out = set()
+        left = (mask - 1) & mask
+        while left:  # every proper non-empty subset as the left operand
+            for x, y in product(vals(left), vals(mask ^ left)):
+                for r in (x + y, x - y, x * y, x / y if y != 0 else None):
+                    if r is not None and r >= 0 and r.denominator == 1 and r <= max_intermediate:
+                        out.add(r)
+            left = (left - 1) & mask
+        return frozenset(out)
+
+    return {int(v) for v in vals((1 << n) - 1)}
+
+
+def replay(nums, path, target) -> bool:
+    """Does `path` use the numbers it has, compute correctly, and end on the target alone?"""
+    state = list(nums)
+    for a, op, b, c in path:
+        assert {"+": a + b, "-": a - b, "*": a * b, "/": a // b if b and a % b == 0 else None}[op] == c
+        state.remove(a)
+        state.remove(b)
+        state.append(c)
+    return state == [target]
+
+
+def test_solver_matches_brute_force():
+    rng = random.Random(1)
+    for _ in range(100):
+        k = rng.randint(2, 4)
+        lo, hi = rng.choice([(0, 6), (1, 12), (1, 20)])
+        mi = rng.choice([30, 100, 999])
+        nums = [rng.randint(lo, hi) for _ in range(k)]
+        brute = brute_values(nums, mi)
+        assert set(values(nums, mi)) == brute, nums
+        for target in [rng.randint(0, 120) for _ in range(5)] + sorted(brute)[:3]:
+            ok = reachable(nums, target, mi)
+            assert ok == (target in brute)
+            path = solve(nums, target, mi)
+            assert (path is not None) == ok and (path is None or replay(nums, path, target))
+            sols = solutions(nums, target, mi)
+            assert bool(sols) == ok
+            assert all(replay(nums, s, target) for s in sols)
+            assert len({tuple(s) for s in sols}) == len(sols)
+
+
+def test_solver_hand_cases():
+    assert solutions([1, 2], 3) == [[(2, "+", 1, 3)]]
+    assert solutions([2, 2], 4) == [[(2, "+", 2, 4)], [(2, "*", 2, 4)]]
+    assert solutions([2, 2], 5) == [] and solve([2, 2], 5) is None
+    assert moves([6, 3]) == [(6, "+", 3, 9), (6, "-", 3, 3), (6, "*", 3, 18), (6, "/", 3, 2)]
+    assert moves([4, 0]) == [(4, "+", 0, 4), (4, "-", 0, 4), (4, "*", 0, 0)]  # no division by zero
+    assert moves([30, 40], max_intermediate=100) == [(40, "+", 30, 70), (40, "-", 30, 10)]
+    assert reachable([3, 7, 25], 46) and not reachable([3, 18], 46) and reachable([46], 46)
+    assert not reachable([3, 7, 25], 1000)  # above max_intermediate
+    assert replay([3, 7, 25], solve([3, 7, 25], 46), 46)
+
+
+# -- generation ----------------------------------------------------------------------------------------------------
+def test_split_and_generation():
+    task = CountdownTask(CountdownConfig())
+    train, test = task.split_targets()
+    assert not set(train) & set(test) and set(train) | set(test) == set(range(10, 100))
+    assert len(test) == 18  # round(0.2 * 90)
+    assert task.split_targets() == (train, test)
+    assert CountdownTask(CountdownConfig(split_seed=1)).split_targets() != (train, test)
+    for split, allowed in (("train", set(train)), ("test", set(test))):
+        ps = task.problems(split, 50, seed=3)
+        assert [p.id for p in ps[:2]] == [f"cd-{split}-3-0", f"cd-{split}-3-1"]
+        for p in ps:
+            nums, target = p.data["nums"], p.data["target"]
+            assert len(nums) == 3 and all(1 <= x <= 20 for x in nums) and target in allowed
+            assert p.prompt == " ".join(map(str, nums)) + f" -> {target}\n" == task.prompt(p)
+            assert reachable(nums, target)
+        assert [p.prompt for p in task.problems(split, 50, seed=3)] == [p.prompt for p in ps]
+        assert [p.prompt for p in task.problems(split, 50, seed=4)] != [p.prompt for p in ps]
+    assert make_prompt([3, 7, 25], 46) == "3 7 25 -> 46\n"
+    ps4 = CountdownTask(CountdownConfig(k=4)).problems("train", 20, seed=0)
+    assert all(len(p.data["nums"]) == 4 and reachable(p.data["nums"], p.data["target"]) for p in ps4)
+
+
+@pytest.mark.parametrize("bad", [{"k": 6}, {"k": 1}, {"lo": 5, "hi": 2}, {"test_fraction": 1.0},
+                                 {"style": "greedy"}, {"max_intermediate": 50}, {"max_alternatives": -1}])
+def test_config_checks(bad):
+    with pytest.raises(ValueError):
+        CountdownConfig(**bad)
+
+
+# -- traces --------------------------------------------------------------------------------------------------------
+def test_trace_hand_computed():
+    p = problem([2, 3], 6)  # one solution: 3*2
+    cfg = CountdownConfig(k=2, style="optimal", verify=True)
+    assert trace(p, cfg, random.Random(0)) == "3*2=6 yes\ncheck 3*2=6 ok\nanswer 3*2\n"
+    cfg = CountdownConfig(k=2, style="search", backtrack=False, verify=False)
+    assert trace(p, cfg, random.Random(0)) == "3*2=6 yes\nanswer 3*2\n"
+    p = problem([3, 7, 25], 46)  # one solution path: 7*3=21, then 25+21
+    cfg = CountdownConfig(style="optimal")
+    assert trace(p, cfg, random.Random(0)) == "7*3=21 | 25 21\n25+21=46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+
+
+CONFIGS = [(style, backtrack, check) for style in ("optimal", "search") for backtrack in (False, True)
+           for check in (False, True)]
+
+
+@pytest.mark.parametrize("style, backtrack, check", CONFIGS)
+def test_traces_verify_and_label(style, backtrack, check):
+    tokenizer = TaskTokenizer(words=CountdownTask.words, max_number=999)
+    rng = random.Random(7)
+    for k in (3, 4):
+        task = CountdownTask(CountdownConfig(k=k, style=style, backtrack=backtrack, verify=check))
+        for p in task.problems("train", 100, seed=11):
+            text = task.trace(p, rng)
+            assert text.endswith("\n") and steps(text)[-1].startswith("answer ")
+            assert task.verify(p, text).reason == "correct", (p.prompt, text)
+            lines = task.steps(text)
+            assert "".join(lines) == text and all(line.endswith("\n") for line in lines)
+            assert any(line.startswith("back") for line in lines) <= (backtrack and style == "search")
+            assert any(line.startswith("check") for line in lines) == check
+            gold = task.gold_step_values(p, text)
+            assert len(gold) == len(lines) and gold[-1] == 1.0
+            if style == "optimal" or not backtrack:
+                assert gold == [1.0] * len(lines), text
+            for line, g in zip(lines, gold):  # a line's label is whether its state can still reach the target
+                if "|" in line:  # an operation or a back: the numbers restated after "|"
+                    state = [int(x) for x in line.split("|")[1].split()]
+                    assert g == float(reachable(state, p.data["target"]))
+                else:  # "... no" is a failed final try; "yes", check and answer lines are right
+                    assert g == (0.0 if line.endswith(" no\n") else 1.0)
+            ids = tokenizer.encode(p.prompt + text)
+            assert tokenizer.unk_id not in ids and tokenizer.decode(ids) == p.prompt + text
+
+
+def test_search_traces_backtrack_sometimes_and_stay_short():
+    task = CountdownTask(CountdownConfig(style="search", backtrack=True))
+    rng = random.Random(0)
+    texts = [task.trace(p, rng) for p in task.problems("train", 200, seed=5)]
+    assert sum("back |" in t for t in texts) > 50
+    assert sum(len(steps(t)) for t in texts) / len(texts) <= 12
+    assert task.traces(task.problems("train", 1)[0], n=3, seed=2) == task.traces(task.problems("train", 1)[0], n=3,
+                                                                                 seed=2)
+
+
+# -- gold process labels -------------------------------------------------------------------------------------------
+def test_gold_values_hand_computed():
+    right = "7*3=21 | 25 21\n25+21=46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    assert gold_step_values(P, right) == [1.0, 1.0, 1.0, 1.0]
+    wrong_first = "25-7=18 | 3 18\n18*3=54 no\n18+3=21 no\nback | 3 7 25\n" + right
+    assert gold_step_values(P, wrong_first) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert gold_value(P, "") == 1.0
+    assert gold_value(P, "25-7=18 | 3 18\n") == 0.0
+    assert gold_value(P, "25-7=18 | 3 18\nback | 3 7 25\n") == 1.0
+    assert gold_value(P, P.prompt + "7*3=21 | 25 21\n") == 1.0  # a leading prompt is skipped
+    assert gold_step_values(P, "7*3=21 | 25 21\n25*21=525 no\n25+21=46 yes\n") == [1.0, 0.0, 1.0]
+    # invalid lines: wrong arithmetic, numbers not in the state, wrong restatement, false claims, unseen back
+    assert gold_step_values(P, "7*3=22 | 25 22\n") == [0.0]
+    assert gold_step_values(P, "7*7=49 | 3 25 49\n") == [0.0]
+    assert gold_step_values(P, "7*3=21 | 25 20\n") == [0.0]
+    assert gold_step_values(P, "3-7=0 | 25 0\n") == [0.0]
+    assert gold_step_values(P, "25-7=18 | 3 18\n18*3=54 yes\n") == [0.0, 0.0]
+    assert gold_step_values(P, "7*3=21 | 25 21\n25+21=46 no\n") == [1.0, 0.0]
+    assert gold_step_values(P, "7*3=21 | 25 21\n25+21=46 | 46\n") == [1.0, 0.0]
+    assert gold_step_values(P, "back | 3 18 7\n") == [0.0]
+    assert gold_step_values(P, "check 25+7+3=35 ok\nanswer 25+7+3\n") == [0.0, 0.0]
+    # a broken state stays broken until a valid back restores a seen state
+    assert gold_step_values(P, "hello\n7*3=21 | 25 21\nback | 25 7 3\n7*3=21 | 25 21\n") == [0.0, 0.0, 1.0, 1.0]
+    # restated numbers may come in any order; back may return to any state seen on the path
+    assert gold_step_values(P, "7*3=21 | 21 25\n25-21=4 no\nback | 25 21\n25+21=46 yes\n") == [1.0, 0.0, 1.0, 1.0]
+    task = CountdownTask()
+    assert task.gold_value(P, right) == 1.0 and task.gold_step_values(P, wrong_first)[0] == 0.0
+
+
+def test_steps_split():
+    assert steps("") == []
+    assert steps("a\nb\n") == ["a\n", "b\n"]
+    assert steps("a\n\nb") == ["a\n", "\n", "b"]
+    assert CountdownTask.step_delimiter == "\n"
+    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok")
