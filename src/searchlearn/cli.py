@@ -1,8 +1,9 @@
-"""`searchlearn` command line: demo | init | eval."""
+"""`searchlearn` command line: demo | init | eval | search."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -42,32 +43,75 @@ def cmd_init(args) -> None:
 
     cfg = _config(args)
     task = CountdownTask(cfg.task)
-    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate)
+    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate, digits=cfg.model.digit_tokens)
     model = build_model(cfg, tokenizer)
     out = Path(args.out)
+    if not args.resume:
+        shutil.rmtree(out / "policy", ignore_errors=True)
+        (out / "metrics.jsonl").unlink(missing_ok=True)
     stats = train_sft(model, init_examples(task, tokenizer, cfg), cfg.init, tokenizer.pad_id, out / "policy",
                       tokenizer, MetricsLog(out / "metrics.jsonl"), name="init")
     print(f"initialized policy at {out / 'policy'}: final loss {stats['loss']:.4f} after {stats['steps']} steps")
 
 
+def _budget_ks(n: int) -> tuple[int, ...]:
+    """k of pass@k / maj@k for a budget of n samples: 1, the powers of two dividing n, and n."""
+    return tuple(sorted({1, n} | {2**i for i in range(1, n.bit_length()) if n % 2**i == 0}))
+
+
 def cmd_eval(args) -> None:
-    """Evaluate a checkpoint on held-out Countdown problems: greedy pass@1, maj@k, pass@k."""
+    """Best-of-N evaluation of a checkpoint (searchlearn, HF directory or .gguf): greedy pass@1, maj@k, pass@k on
+    held-out Countdown problems, or on a math JSONL file (--data, --task math)."""
     from searchlearn.evaluate import evaluate
-    from searchlearn.policy.policy import LocalPolicy
+    from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
+    from searchlearn.policy.prompts import format_problems
     from searchlearn.report.metrics import write_json
     from searchlearn.tasks.countdown import CountdownTask
+    from searchlearn.tasks.math import MathDataError, MathTask
 
     cfg = _config(args)
-    policy = LocalPolicy.load(args.model)
-    task = CountdownTask(cfg.task)
-    test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1)
+    task_name = args.task or ("math" if args.data else "countdown")
+    if (task_name == "math") != bool(args.data):
+        raise ConfigError("--data FILE.jsonl goes with --task math (and --task math needs --data)")
+    samples, ks = (cfg.eval.samples, cfg.eval.ks) if args.budget is None else (args.budget, _budget_ks(args.budget))
+    if samples < 1:
+        raise ConfigError(f"--budget must be >= 1, got {samples}")
+    try:
+        task = MathTask.from_file(args.data) if task_name == "math" else CountdownTask(cfg.task)
+        test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1)
+        policy = load_policy(args.model, device=args.device, backend=args.backend)
+    except (MathDataError, UnsupportedCheckpoint) as e:
+        print(f"searchlearn eval: {e}", file=sys.stderr)
+        sys.exit(2)
+    test = format_problems(test, policy.tokenizer, task.name, args.prompt)  # chat template; a TaskTokenizer: as is
     ev = cfg.eval
-    result = evaluate(policy, task, test, n=ev.samples, ks=ev.ks, temperature=ev.temperature,
+    result = evaluate(policy, task, test, n=samples, ks=ks, temperature=ev.temperature,
                       max_new_tokens=ev.max_new_tokens, seed=cfg.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
     print(" ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items() if "@" in k))
+
+
+def cmd_search(args) -> None:
+    """Strategies × budgets on held-out Countdown problems: OUT/search_curves.json and OUT/search_curves.png."""
+    from searchlearn.search.command import run_search_command
+
+    run_search_command(args, _config(args))
+
+
+def cmd_loop(args) -> None:
+    """Rounds of training-time search → reward → learn → evaluate, from a LoopConfig YAML (configs/loop_*)."""
+    from searchlearn.loop import run_loop
+    from searchlearn.loop_config import load_loop_config
+
+    cfg = load_loop_config(args.config_file, list(args.set))
+    run_loop(cfg, args.out or str(Path("runs") / Path(args.config_file).stem), resume=args.resume)
+
+
+def cmd_reward(args) -> None:
+    """Learned reward models: `reward train` (MC labels → ORM/PRM/value/PPM head) and `reward eval` (vs gold)."""
+    args.action_fn(args, _config(args))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,11 +123,44 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("init", help="policy initialization (SFT on reasoning traces) only")
     _common(p, "runs/init")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from OUT/policy's checkpoint")
     p.set_defaults(fn=cmd_init)
-    p = sub.add_parser("eval", help="evaluate a checkpoint on held-out Countdown problems")
+    p = sub.add_parser("eval", help="best-of-N evaluation of a checkpoint on Countdown or a math JSONL file")
     _common(p, "runs/eval")
-    p.add_argument("--model", required=True, help="checkpoint directory (e.g. runs/demo/policy)")
+    p.add_argument("--model", required=True, help="checkpoint directory (runs/demo/policy, a Hugging Face "
+                                                  "checkpoint) or a .gguf file")
+    p.add_argument("--data", help="JSONL file of math problems (GSM8K or MATH form), with --task math")
+    p.add_argument("--task", choices=("countdown", "math"), help="default: math with --data, else countdown")
+    p.add_argument("--budget", type=int, help="samples per problem N (pass@k and maj@k for k = 1, 2, 4, ..., N)")
+    p.add_argument("--backend", choices=("auto", "native", "transformers"), default="auto",
+                   help="the project's engine (native), transformers' generate, or auto (native where it applies)")
+    p.add_argument("--prompt", choices=("none", "task", "reasoning"), default="task",
+                   help="system prompt for chat models: none, the task's instruction, or the reasoning-behaviour "
+                        "prompt (prompt-based policy initialization)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("search", help="sweep search strategies × budgets on held-out problems: scaling curves")
+    _common(p, "runs/search")
+    p.add_argument("--model", required=True, help="checkpoint directory (e.g. runs/demo/policy)")
+    p.add_argument("--strategies", default="bon,beam,dvts,mcts", help="comma list of bon,beam,dvts,mcts,revision")
+    p.add_argument("--budgets", default="4,16,64", help="comma list of budgets n (best-of-N units)")
+    p.add_argument("--scorer", default="confidence", choices=("confidence", "gold"),
+                   help="process scorer: the policy's own confidence, or Countdown's gold labels (an oracle)")
+    p.add_argument("--aggregate", default="last", choices=("last", "min", "prod", "mean"),
+                   help="how a path's step scores rank it")
+    p.add_argument("--width", type=int, default=4, help="beam/DVTS width and MCTS expansion k")
+    p.add_argument("--problems", type=int, help="held-out problems (default data.n_test)")
+    p.set_defaults(fn=cmd_search)
+    p = sub.add_parser("loop", help="rounds of training-time search → reward → learn → evaluate (see configs/)")
+    p.add_argument("config_file", metavar="CONFIG", help="YAML file of LoopConfig keys, e.g. configs/loop_ei_bon.yaml")
+    p.add_argument("--out", help="run directory (default runs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set phases.0.rounds=3 --set eval.problems=100")
+    p.set_defaults(fn=cmd_loop)
+    from searchlearn.reward.command import add_parser as add_reward_parser
+
+    add_reward_parser(sub, _common).set_defaults(fn=cmd_reward)
     args = parser.parse_args(argv)
     try:
         args.fn(args)

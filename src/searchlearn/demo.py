@@ -26,6 +26,8 @@ from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.report.build import build_report
 from searchlearn.report.metrics import MetricsLog, read_json, write_json
+from searchlearn.search.curves import plot_curves
+from searchlearn.search.sweep import SweepConfig, sweep
 from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
 
 
@@ -37,12 +39,14 @@ class ModelSize:
     num_key_value_heads: int = 4  # key/value heads (GQA when fewer)
     intermediate_size: int = 384  # SwiGLU width
     max_position_embeddings: int = 384  # longest prompt + completion
+    digit_tokens: bool = True  # one token per digit (held-out targets reuse seen tokens) instead of per number
 
 
 @dataclass
 class DataConfig:
     n_train: int = 12000  # training problems for policy initialization (one trace each)
     n_test: int = 200  # held-out problems (test targets never appear in training)
+    n_sweep: int = 32  # held-out problems for the final policy's search sweep (0 = no sweep)
 
 
 @dataclass
@@ -63,9 +67,12 @@ class DemoConfig:
     task: CountdownConfig = field(default_factory=lambda: CountdownConfig(style="search"))
     model: ModelSize = field(default_factory=ModelSize)
     data: DataConfig = field(default_factory=DataConfig)
-    init: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1500, batch_size=32, lr=3e-3))
-    expert_iteration: ExpertIterationConfig = field(default_factory=ExpertIterationConfig)
+    init: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1200, batch_size=32, lr=3e-3))
+    expert_iteration: ExpertIterationConfig = field(default_factory=lambda: ExpertIterationConfig(
+        rounds=2, problems_per_round=1024, samples_per_problem=4, sft=SFTConfig(steps=200, lr=1e-3, warmup_steps=20)))
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sweep: SweepConfig = field(default_factory=lambda: SweepConfig(
+        strategies=("bon", "beam", "dvts"), budgets=(4, 16), scorer="gold", max_new_tokens=192))
 
 
 def quick(cfg: DemoConfig) -> DemoConfig:
@@ -77,6 +84,8 @@ def quick(cfg: DemoConfig) -> DemoConfig:
     cfg.expert_iteration = ExpertIterationConfig(rounds=1, problems_per_round=64, samples_per_problem=4,
                                                  sft=SFTConfig(steps=30, lr=1e-3, warmup_steps=5))
     cfg.eval = EvalConfig(samples=4, ks=(1, 4), max_new_tokens=128)
+    cfg.data.n_sweep = 8
+    cfg.sweep = SweepConfig(strategies=("bon", "beam"), budgets=(2, 4), scorer="gold", max_new_tokens=128)
     return cfg
 
 
@@ -127,7 +136,7 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
     run = Run(out, resume)
     write_json(run.out / "config.json", to_dict(cfg))
     task = CountdownTask(cfg.task)
-    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate)
+    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate, digits=cfg.model.digit_tokens)
     test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1)
     ev = cfg.eval
 
@@ -186,6 +195,17 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
         run.log({"phase": "eval", "round": r, **{f"search/{k}": v for k, v in _headline(m, ev.ks).items()}})
 
     final = stages[f"eval_round{ei.rounds}"] if ei.rounds else stages["eval_init"]
+
+    # 3. test-time search: strategies × budgets on held-out problems, the final policy
+    if cfg.data.n_sweep:
+        def search_sweep() -> dict:
+            progress.say(f"search sweep: {', '.join(cfg.sweep.strategies)} × budgets {cfg.sweep.budgets} "
+                         f"on {cfg.data.n_sweep} held-out problems ({cfg.sweep.scorer} scorer)")
+            return {"rows": sweep(policy, task, test[: cfg.data.n_sweep], cfg.sweep)}
+
+        stages["sweep"] = timed_stage("sweep", search_sweep)
+        write_json(run.out / "search_curves.json", stages["sweep"]["rows"])
+        plot_curves(stages["sweep"]["rows"], run.out / "search_curves.png", "Test-time search on the final policy")
     metrics = {
         "init": _headline(stages["eval_init"]["metrics"], ev.ks),
         "final": _headline(final["metrics"], ev.ks),

@@ -122,6 +122,17 @@ class Ledger:
         self.reward_tokens += tokens
         self.reward_flops += 2.0 * n_params * tokens
 
+    def copy(self) -> Ledger:
+        return Ledger().add(self)
+
+    def since(self, before: Ledger) -> Ledger:
+        """What was spent after the snapshot `before` (self − before), as a new ledger."""
+        return Ledger(**{name: getattr(self, name) - getattr(before, name) for name in self.__dataclass_fields__})
+
+    def scaled(self, factor: float) -> Ledger:
+        """A share of this ledger (e.g. one problem's part of a batched call), as a new ledger."""
+        return Ledger(**{name: getattr(self, name) * factor for name in self.__dataclass_fields__})
+
 
 @dataclass
 class Node:
@@ -134,6 +145,12 @@ class Node:
     visits: int = 0
     value_sum: float = 0.0
     terminal: bool = False
+    prior_prob: float = 0.0  # P(s, a) of PUCT: the share of the parent's k samples that drew this step
+    count: int = 1  # identical sibling samples merged into this node
+    token_ids: list[int] = field(default_factory=list)  # the step's tokens as the engine produced them (no eos)
+    logprobs: list[float] = field(default_factory=list)  # log π of each of those tokens
+    finish: str = ""  # the engine's finish_reason for the step ("stop", "eos", "length"), "" for the root
+    group: int = 0  # independent subtree (DVTS) the node belongs to
 
     @property
     def value(self) -> float:
@@ -163,6 +180,23 @@ class SearchTree:
 
     def text(self, index: int) -> str:
         return "".join(self.nodes[i].step.text for i in self.path(index))
+
+    def steps(self, index: int) -> list[Step]:
+        """The steps from the root down to `index`, leaving out empty ones (an end-of-sequence node has no text)."""
+        return [self.nodes[i].step for i in self.path(index) if self.nodes[i].step.text]
+
+    def token_ids(self, index: int) -> list[int]:
+        return [t for i in self.path(index) for t in self.nodes[i].token_ids]
+
+    def logprobs(self, index: int) -> list[float]:
+        return [lp for i in self.path(index) for lp in self.nodes[i].logprobs]
+
+    def num_tokens(self, index: int) -> int:
+        """Generated tokens on the path to `index` (an ending eos included)."""
+        return sum(self.nodes[i].step.num_tokens for i in self.path(index))
+
+    def terminals(self) -> list[int]:
+        return [i for i, node in enumerate(self.nodes) if node.terminal]
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The engine's KV-cache decoding equals a full forward pass; sampling is seeded; stops, logprobs and counters are exact."""
+"""The engine's KV-cache decoding equals a full forward; sampling is seeded; stops, logprobs and counters are exact."""
 
 from __future__ import annotations
 
@@ -115,9 +115,13 @@ def test_eos_ends_without_the_eos_token(model):
         assert out.finish_reason == "eos" and out.token_ids == c.token_ids[: c.token_ids.index(eos)]
 
 
-def test_logprobs_are_the_raw_model_distribution(model):
+@pytest.mark.parametrize("n", [2, 5])  # 8 rows decode through SDPA, 20 through the grouped matmuls
+def test_logprobs_are_the_raw_model_distribution(model, n):
+    """Rows end at different steps (at a stop string), so this also checks the cache after every compaction."""
     engine = Engine(model, TOK)
-    out = engine.generate(PROMPTS, SamplingParams(n=2, temperature=0.7, top_p=0.8, max_new_tokens=10, seed=0))
+    params = SamplingParams(n=n, temperature=0.9, top_p=0.9, max_new_tokens=16, stop=("\n", "=", "+"), seed=0)
+    out = engine.generate(PROMPTS, params)
+    assert len({c.num_tokens for c in out}) > 2
     for c in out:
         ids = torch.tensor([PROMPTS[c.prompt_index] + c.token_ids])
         with torch.inference_mode():

@@ -39,7 +39,12 @@ def test_quick_demo_writes_all_outputs(quick_run):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["learn/loss"] for r in records if r.get("phase") == "init" and "learn/loss" in r]
     assert len(losses) >= 5 and losses[-1] < losses[0]  # initialization learned something
-    for png in ("pass_at_k.png", "loss.png", "rounds.png"):
+    curves = json.loads((out / "search_curves.json").read_text())
+    assert {(r["strategy"], r["budget"]) for r in curves} >= {("beam", 2), ("beam", 4), ("bon_majority", 4)}
+    assert all({"strategy", "budget", "accuracy", "generated_tokens", "reward_tokens"} <= set(r) for r in curves)
+    beam = {r["budget"]: r["generated_tokens"] for r in curves if r["strategy"] == "beam"}
+    assert 0 < beam[2] < beam[4]  # a bigger budget spends more tokens
+    for png in ("pass_at_k.png", "loss.png", "rounds.png", "search_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text()
     assert "data:image/png;base64" in html and "-&gt;" in html  # figures and example traces are inlined

@@ -41,7 +41,7 @@ P = problem([3, 7, 25], 46)
     "p, text, score, reason",
     [
         (P, "answer (7*3)+25\n", 1.0, "correct"),
-        (P, "7*3=21 | 25 21\n25+21=46 yes\nanswer 25+(7*3)", 1.0, "correct"),
+        (P, "7*3=21 | 25 21\n25+21=46 vs 46 yes\nanswer 25+(7*3)", 1.0, "correct"),
         (P, "answer (7*3)+25 = 46\n", 1.0, "correct"),
         (P, "answer 7*3+25=46", 1.0, "correct"),
         (P, "  answer   ( 7 * 3 ) + 25  \n", 1.0, "correct"),
@@ -65,7 +65,7 @@ P = problem([3, 7, 25], 46)
         (P, "answer \u0663+7+25\n", 0.0, "parse error: bad character '\\u0663'"),  # Arabic-Indic 3: not a digit here
         (P, "answer\n", 0.0, "parse error: empty expression"),
         (P, "", 0.0, "no answer"),
-        (P, "7*3=21 | 25 21\n25+21=46 yes\n", 0.0, "no answer"),
+        (P, "7*3=21 | 25 21\n25+21=46 vs 46 yes\n", 0.0, "no answer"),
         (P, "answer 1+2\nanswer (7*3)+25\n", 1.0, "correct"),  # the last answer line counts
         (P, "answer (7*3)+25\nanswer 1+2\n", 0.0, "numbers used [1, 2] != inputs [3, 7, 25]"),
         (P, "answer " + "(" * 40 + "7*3" + ")" * 40 + "+25", 0.0, "parse error: brackets nested deeper than 32"),
@@ -208,12 +208,12 @@ def test_config_checks(bad):
 def test_trace_hand_computed():
     p = problem([2, 3], 6)  # one solution: 3*2
     cfg = CountdownConfig(k=2, style="optimal", verify=True)
-    assert trace(p, cfg, random.Random(0)) == "3*2=6 yes\ncheck 3*2=6 ok\nanswer 3*2\n"
+    assert trace(p, cfg, random.Random(0)) == "3*2=6 vs 6 yes\ncheck 3*2=6 ok\nanswer 3*2\n"
     cfg = CountdownConfig(k=2, style="search", backtrack=False, verify=False)
-    assert trace(p, cfg, random.Random(0)) == "3*2=6 yes\nanswer 3*2\n"
+    assert trace(p, cfg, random.Random(0)) == "3*2=6 vs 6 yes\nanswer 3*2\n"
     p = problem([3, 7, 25], 46)  # one solution path: 7*3=21, then 25+21
     cfg = CountdownConfig(style="optimal")
-    assert trace(p, cfg, random.Random(0)) == "7*3=21 | 25 21\n25+21=46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    assert trace(p, cfg, random.Random(0)) == "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
 
 
 CONFIGS = [(style, backtrack, check) for style in ("optimal", "search") for backtrack in (False, True)
@@ -260,29 +260,29 @@ def test_search_traces_backtrack_sometimes_and_stay_short():
 
 # -- gold process labels -------------------------------------------------------------------------------------------
 def test_gold_values_hand_computed():
-    right = "7*3=21 | 25 21\n25+21=46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    right = "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
     assert gold_step_values(P, right) == [1.0, 1.0, 1.0, 1.0]
-    wrong_first = "25-7=18 | 3 18\n18*3=54 no\n18+3=21 no\nback | 3 7 25\n" + right
+    wrong_first = "25-7=18 | 3 18\n18*3=54 vs 46 no\n18+3=21 vs 46 no\nback | 3 7 25\n" + right
     assert gold_step_values(P, wrong_first) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert gold_value(P, "") == 1.0
     assert gold_value(P, "25-7=18 | 3 18\n") == 0.0
     assert gold_value(P, "25-7=18 | 3 18\nback | 3 7 25\n") == 1.0
     assert gold_value(P, P.prompt + "7*3=21 | 25 21\n") == 1.0  # a leading prompt is skipped
-    assert gold_step_values(P, "7*3=21 | 25 21\n25*21=525 no\n25+21=46 yes\n") == [1.0, 0.0, 1.0]
+    assert gold_step_values(P, "7*3=21 | 25 21\n25*21=525 vs 46 no\n25+21=46 vs 46 yes\n") == [1.0, 0.0, 1.0]
     # invalid lines: wrong arithmetic, numbers not in the state, wrong restatement, false claims, unseen back
     assert gold_step_values(P, "7*3=22 | 25 22\n") == [0.0]
     assert gold_step_values(P, "7*7=49 | 3 25 49\n") == [0.0]
     assert gold_step_values(P, "7*3=21 | 25 20\n") == [0.0]
     assert gold_step_values(P, "3-7=0 | 25 0\n") == [0.0]
-    assert gold_step_values(P, "25-7=18 | 3 18\n18*3=54 yes\n") == [0.0, 0.0]
-    assert gold_step_values(P, "7*3=21 | 25 21\n25+21=46 no\n") == [1.0, 0.0]
+    assert gold_step_values(P, "25-7=18 | 3 18\n18*3=54 vs 46 yes\n") == [0.0, 0.0]
+    assert gold_step_values(P, "7*3=21 | 25 21\n25+21=46 vs 46 no\n") == [1.0, 0.0]
     assert gold_step_values(P, "7*3=21 | 25 21\n25+21=46 | 46\n") == [1.0, 0.0]
     assert gold_step_values(P, "back | 3 18 7\n") == [0.0]
     assert gold_step_values(P, "check 25+7+3=35 ok\nanswer 25+7+3\n") == [0.0, 0.0]
     # a broken state stays broken until a valid back restores a seen state
     assert gold_step_values(P, "hello\n7*3=21 | 25 21\nback | 25 7 3\n7*3=21 | 25 21\n") == [0.0, 0.0, 1.0, 1.0]
     # restated numbers may come in any order; back may return to any state seen on the path
-    assert gold_step_values(P, "7*3=21 | 21 25\n25-21=4 no\nback | 25 21\n25+21=46 yes\n") == [1.0, 0.0, 1.0, 1.0]
+    assert gold_step_values(P, "7*3=21 | 21 25\n25-21=4 vs 46 no\nback | 25 21\n25+21=46 vs 46 yes\n") == [1.0, 0.0, 1.0, 1.0]
     task = CountdownTask()
     assert task.gold_value(P, right) == 1.0 and task.gold_step_values(P, wrong_first)[0] == 0.0
 
@@ -292,4 +292,4 @@ def test_steps_split():
     assert steps("a\nb\n") == ["a\n", "b\n"]
     assert steps("a\n\nb") == ["a\n", "\n", "b"]
     assert CountdownTask.step_delimiter == "\n"
-    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok")
+    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok", "vs")

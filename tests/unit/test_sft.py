@@ -50,6 +50,17 @@ def test_batches_are_seeded_epochs():
                    for s in range(3))
 
 
+def test_length_buckets_regroup_the_same_examples_with_less_padding():
+    lengths = [1 + (i * 7) % 13 for i in range(40)]
+    plain, bucketed = SFTConfig(batch_size=4, seed=3, length_buckets=1), SFTConfig(batch_size=4, seed=3)
+    a = [batch_indices(40, s, plain, lengths) for s in range(8)]  # one group of 8 batches
+    b = [batch_indices(40, s, bucketed, lengths) for s in range(8)]
+    assert sorted(i for x in a for i in x) == sorted(i for x in b for i in x)
+    pad = lambda batches: sum(len(x) * max(lengths[i] for i in x) - sum(lengths[i] for i in x) for x in batches)
+    assert pad(b) < pad(a)
+    assert [x.tolist() for x in b] == [batch_indices(40, s, bucketed, lengths).tolist() for s in range(8)]
+
+
 def test_collate_masks_completion_only():
     inputs, targets, mask = collate([([1, 7], [8, 2]), ([1, 7, 9], [2])], pad_id=PAD)
     assert inputs.tolist() == [[1, 7, 8], [1, 7, 9]]

@@ -2,8 +2,8 @@
 
 One `generate` call left-pads its prompts, prefills each distinct prompt once, replicates the cache rows for the n
 samples, then decodes one token per step for the whole batch. Rows that finish are dropped from the batch and the cache
-is compacted, so the batch shrinks as sequences end: on CPU, where a step's cost is proportional to the batch, that and a
-small per-step Python overhead are where the speed comes from. Sampling is temperature scaling plus nucleus (top-p)
+is compacted, so the batch shrinks as sequences end: on CPU, where a step costs in proportion to the batch, that and a
+small per-step overhead are where the speed comes from. Sampling is temperature scaling plus nucleus (top-p)
 filtering (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration"); temperature 0 is greedy.
 """
 
@@ -25,14 +25,14 @@ def sample_tokens(
     Nucleus sampling (Holtzman et al. 2020) keeps the smallest set of most likely tokens whose mass reaches top_p.
     The draw is by inverse CDF: one uniform per row and a binary search of the cumulative distribution, far cheaper
     on CPU than `torch.multinomial` (which draws one exponential variate per vocabulary entry).
-    Returns (tokens (B,), logprobs (B,)), the logprob taken under the raw model distribution (T = 1, no filtering), which
-    is what learners need as log π(a | s).
+    Returns (tokens (B,), logprobs (B,)), the logprob under the raw model distribution (T = 1, no filtering), which is
+    what learners need as log π(a | s).
     """
     logp = torch.log_softmax(logits.float(), dim=-1)  # (B, V)
     if temperature == 0:
         tokens = logp.argmax(-1)
     else:
-        probs = logp.exp() if temperature == 1 else torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+        probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
         order = None
         if top_p < 1:
             probs, order = probs.sort(dim=-1, descending=True)
@@ -43,6 +43,18 @@ def sample_tokens(
         if order is not None:
             tokens = order.gather(-1, tokens[:, None]).squeeze(1)
     return tokens, logp.gather(-1, tokens[:, None]).squeeze(1)
+
+
+def compaction_order(keep: list[int]) -> list[int]:
+    """A `KVCache.select` index keeping rows `keep` (sorted): survivors past the new end fill the holes before it,
+    so only those move. E.g. keep [0, 2, 3, 5] of 6 -> [0, 5, 2, 3]."""
+    n, kept = len(keep), set(keep)
+    holes = [i for i in range(n) if i not in kept]
+    tail = [j for j in keep if j >= n]
+    order = list(range(n))
+    for hole, j in zip(holes, tail):
+        order[hole] = j
+    return order
 
 
 class Engine:
@@ -87,14 +99,18 @@ class Engine:
         return self._stop_ids[stops]
 
     def _text_hit(self, tokens: list[int], stops: tuple[str, ...], window: int) -> bool:
-        """Whether a stop string spanning several tokens ends the decoded text (only the last `window` tokens decoded)."""
+        """Whether a stop string (possibly spanning tokens) is in the decoded text of the last `window` tokens."""
         tail = self.tokenizer.decode(tokens[-window:])
         return any(s in tail for s in stops)
 
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """Sample params.n completions of every prompt. Same params.seed, same prompts -> same completions."""
+        """Sample params.n completions of every prompt, prompt-major.
+
+        Same seed, prompts and params -> same completions. (A row's random draws depend on the rows batched with it,
+        so a prompt sampled alone and in a batch differ.) Greedy decoding does not (up to float rounding).
+        """
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
         self.last_prefill_tokens = self.last_generated_tokens = 0
@@ -133,8 +149,9 @@ class Engine:
             logits = logits[source]  # (R, V)
         next_pos = torch.tensor([lengths[slot[p]] for p in rows], device=device)  # (R,) position of the next token
 
-        stop_ids = self.stop_token_ids(params.stop) if params.stop else frozenset()
-        text_stops = tuple(s for s in params.stop if len(s) > 1)  # a multi-character string can span tokens
+        stops = tuple(s for s in params.stop if s)
+        stop_ids = self.stop_token_ids(stops) if stops else frozenset()
+        text_stops = tuple(s for s in stops if len(s) > 1)  # a multi-character string can span tokens
         window = 4 * max(map(len, text_stops), default=0) + 2  # tokens to decode: ≥ 1 char each (4 bytes worst case)
         tokens: list[list[int]] = [[] for _ in rows]
         logprobs: list[list[float]] = [[] for _ in rows]
@@ -157,11 +174,12 @@ class Engine:
                 keep.append(j)
             if not keep or step == params.max_new_tokens - 1:
                 break
-            if len(keep) < len(active):  # drop finished rows: the batch shrinks
-                index = torch.tensor(keep, device=device)
-                cache.select(index)
+            if len(keep) < len(active):  # drop finished rows: the batch shrinks (survivors from the end fill holes)
+                order = compaction_order(keep)
+                cache.select(order)
+                index = torch.tensor(order, device=device)
                 chosen, next_pos = chosen[index], next_pos[index]
-                active = [active[j] for j in keep]
+                active = [active[j] for j in order]
             logits = model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1]  # (B, V)
             next_pos = next_pos + 1
         return [

@@ -50,10 +50,8 @@ class LlamaConfig:
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         if self.num_key_value_heads < 1 or self.num_attention_heads % self.num_key_value_heads:
-            raise ValueError(
-                f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
-                f"num_key_value_heads ({self.num_key_value_heads})"
-            )
+            raise ValueError(f"num_attention_heads {self.num_attention_heads} must be a multiple of "
+                             f"num_key_value_heads {self.num_key_value_heads}")
         if self.head_dim is None:
             if self.hidden_size % self.num_attention_heads:
                 raise ValueError(f"hidden_size {self.hidden_size} not divisible by heads {self.num_attention_heads}")
@@ -65,19 +63,13 @@ class LlamaConfig:
 
     def to_hf_dict(self) -> dict:
         """The config.json form: loadable by transformers 4.x (`rope_theta`) and 5.x (`rope_parameters`)."""
-        out = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **asdict(self)}
-        out.update(
-            hidden_act="silu",
-            mlp_bias=False,
-            attention_dropout=0.0,
-            initializer_range=0.02,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
-        )
-        return out
+        rope = {"rope_type": "default", "rope_theta": self.rope_theta}
+        return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **asdict(self), "hidden_act": "silu",
+                "mlp_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02, "rope_parameters": rope}
 
     @classmethod
     def from_dict(cls, d: dict) -> LlamaConfig:
-        """Read a config.json dict (ours or HF's); HF-only bookkeeping keys are ignored, unsupported features refused."""
+        """Read a config.json dict (ours or HF's): HF bookkeeping keys are ignored, unsupported features refused."""
         if d.get("hidden_act", "silu") != "silu" or d.get("mlp_bias", False):
             raise ValueError("only SiLU-gated MLPs without bias are supported")
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
@@ -153,11 +145,8 @@ class KVCache:
         start, end = self.length, self.length + num_new
         if end > self.max_length:
             raise ValueError(f"KV cache overflow: {end} > max_length {self.max_length}")
-        if mask is None:
-            self.key_mask[:, start:end] = True
-        else:
-            self.key_mask[:, start:end] = mask.bool()
-            self.padded = self.padded or not bool(mask.bool().all())
+        self.key_mask[:, start:end] = True if mask is None else mask.bool()
+        self.padded = self.padded or (mask is not None and not bool(mask.bool().all()))
         return self.key_mask[:, :end]
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,19 +157,24 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
 
     def select(self, index: torch.Tensor | list[int]) -> None:
-        """Keep rows `index` (in that order; repeats allowed). Shrinking reuses the buffers; growing reallocates."""
-        index = torch.as_tensor(index, dtype=torch.long, device=self.key_mask.device)
-        n, L = index.numel(), self.length
-        for bufs in (self.k, self.v):
+        """Keep rows `index`, in that order (repeats allowed): row i becomes old row index[i].
+
+        Shrinking works in place and copies only the rows that move, so dropping k finished rows with the engine's
+        `compaction_order` costs k row copies, not B. Growing (repeating prompts for n samples) reallocates.
+        """
+        index = torch.as_tensor(index, dtype=torch.long).tolist()
+        n, L, grow = len(index), self.length, len(index) > self.batch_size
+        moved = list(range(n)) if grow else [i for i, j in enumerate(index) if i != j]
+        dst = torch.tensor(moved, dtype=torch.long, device=self.key_mask.device)
+        src = torch.tensor([index[i] for i in moved], dtype=torch.long, device=self.key_mask.device)
+        mask = [self.key_mask[:, None, :, None]]  # (B, 1, T_max, 1): indexed like the K/V buffers
+        for bufs in (self.k, self.v, mask):
             for i, buf in enumerate(bufs):
-                if n <= buf.shape[0]:
-                    buf[:n, :, :L] = buf[index, :, :L]  # RHS is gathered into a temporary first: safe in place
-                    bufs[i] = buf[:n]
-                else:
-                    new = buf.new_empty((n, *buf.shape[1:]))
-                    new[:, :, :L] = buf[index, :, :L]
-                    bufs[i] = new
-        self.key_mask = self.key_mask[index]
+                out = buf.new_empty((n, *buf.shape[1:])) if grow else buf[:n]
+                if moved:  # the right side is gathered into a temporary first, so in place is safe
+                    out[dst, :, :L] = buf[src, :, :L]
+                bufs[i] = out
+        self.key_mask = mask[0][:, 0, :, 0]
         self.padded = bool((~self.key_mask[:, :L]).any())
 
 
@@ -189,7 +183,8 @@ class Attention(nn.Module):
 
     def __init__(self, config: LlamaConfig, layer: int):
         super().__init__()
-        self.layer, self.h, self.h_kv, self.d = layer, config.num_attention_heads, config.num_key_value_heads, config.head_dim
+        self.layer, self.h, self.h_kv = layer, config.num_attention_heads, config.num_key_value_heads
+        self.d = config.head_dim
         bias = config.attention_bias
         self.q_proj = nn.Linear(config.hidden_size, self.h * self.d, bias=bias)
         self.k_proj = nn.Linear(config.hidden_size, self.h_kv * self.d, bias=bias)
@@ -211,9 +206,8 @@ class Attention(nn.Module):
                 scores = scores + mask  # (B, 1, 1, L) additive
             out = torch.matmul(scores.softmax(-1), v).view(B, self.h, 1, self.d)  # (B, H_kv, g, D) -> (B, H, 1, D)
         else:
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.h != self.h_kv
-            )  # (B, H, T, D)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal,
+                                                 enable_gqa=self.h != self.h_kv)  # (B, H, T, D)
         return self.o_proj.forward(out.transpose(1, 2).reshape(B, T, self.h * self.d))
 
 
@@ -256,7 +250,7 @@ class LlamaModel(nn.Module):
 
 
 class LlamaForCausalLM(nn.Module):
-    """Decoder + lm_head. forward(input_ids (B, T), ...) -> logits (B, T, V); with a KVCache it decodes incrementally."""
+    """Decoder + lm_head: forward(input_ids (B, T), ...) -> logits (B, T, V); with a KVCache, incremental decoding."""
 
     def __init__(self, config: LlamaConfig):
         super().__init__()
@@ -264,22 +258,19 @@ class LlamaForCausalLM(nn.Module):
         self.model = LlamaModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.reset_rope()
-        if self.lm_head.weight.device.type != "meta":
-            self.apply(self._init_weights)
+        if self.lm_head.weight.device.type != "meta":  # HF's init: N(0, initializer_range = 0.02), zero biases
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(m.weight, std=0.02)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
         self.tie_weights()
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        """N(0, 0.02) weights and zero biases, HF's `initializer_range` default."""
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
 
     def reset_rope(self) -> None:
         """Build the RoPE inverse frequencies base^(-2i/D) exactly as HF does. A plain float32 attribute, not a buffer,
         so that `model.to(bfloat16)` cannot round it; forward moves it to the input's device when needed."""
-        exponent = torch.arange(0, self.config.head_dim, 2, dtype=torch.int64, device="cpu").float() / self.config.head_dim
+        d = self.config.head_dim
+        exponent = torch.arange(0, d, 2, dtype=torch.int64, device="cpu").float() / d
         self.inv_freq = 1.0 / (self.config.rope_theta**exponent)  # (D/2,)
 
     def tie_weights(self) -> None:
@@ -316,12 +307,10 @@ class LlamaForCausalLM(nn.Module):
         else:
             key_mask = attention_mask.bool() if attention_mask is not None else None
             padded = key_mask is not None and not bool(key_mask.all())
-        if position_ids is None:
-            if key_mask is None:
-                position_ids = torch.arange(start, L, device=input_ids.device).expand(B, T)
-            else:
-                position_ids = (key_mask.long().cumsum(-1)[:, start:] - 1).clamp_min(0)
-        if self.inv_freq.device != input_ids.device:
+        if position_ids is None:  # count real tokens: HF's cumsum(mask) - 1
+            position_ids = (torch.arange(start, L, device=input_ids.device).expand(B, T) if key_mask is None
+                            else (key_mask.long().cumsum(-1)[:, start:] - 1).clamp_min(0))
+        if self.inv_freq.device != input_ids.device:  # a plain attribute: `.to(device)` does not move it
             self.inv_freq = self.inv_freq.to(input_ids.device)
         cos, sin = rope_cos_sin(self.inv_freq, position_ids, self.lm_head.weight.dtype)  # (B, 1, T, D)
 
@@ -350,6 +339,7 @@ class LlamaForCausalLM(nn.Module):
         return self.lm_head.forward(x)  # (B, T, V)
 
     def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+        """An empty cache for `batch_size` rows of up to `max_length` positions, in the weights' dtype and device."""
         w = self.lm_head.weight
         return KVCache(self.config, batch_size, max_length, dtype=w.dtype, device=w.device)
 
@@ -368,20 +358,17 @@ class LlamaForCausalLM(nn.Module):
         _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
         config = self.config.to_hf_dict()
         config["torch_dtype"] = config["dtype"] = str(dtype).removeprefix("torch.")  # transformers 4.x / 5.x names
-        text = json.dumps(config, indent=2)
-        _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(text))
+        _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2)))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | None = None, device="cpu") -> LlamaForCausalLM:
         """Load a directory written by `save_pretrained` or by HF (Llama, single-file safetensors)."""
-        directory = Path(directory)
-        config = LlamaConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
-        state = load_file(str(directory / WEIGHTS_NAME), device=str(device))
+        config = LlamaConfig.from_dict(json.loads((Path(directory) / CONFIG_NAME).read_text()))
+        state = load_file(str(Path(directory) / WEIGHTS_NAME), device=str(device))
         state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
         for key in [k for k in state if k.endswith("o_proj.bias")]:  # HF Llama's attention_bias also biases o_proj
-            if state[key].any():
+            if state.pop(key).any():
                 raise ValueError(f"{key} is non-zero: o_proj biases are not supported")
-            del state[key]
         if config.tie_word_embeddings:
             state.pop("lm_head.weight", None)
         with torch.device("meta"):
@@ -397,8 +384,7 @@ class LlamaForCausalLM(nn.Module):
 def sequence_logprobs(model: LlamaForCausalLM, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """log π(x_t | x_<t) for t = 1..T-1, (B, T) -> (B, T-1); positions whose target is padding are 0."""
     logits = model(input_ids, attention_mask=attention_mask)[:, :-1].float()  # (B, T-1, V)
-    target = input_ids[:, 1:]  # (B, T-1)
-    logp = logits.gather(-1, target[..., None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
+    logp = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
     return logp * attention_mask[:, 1:].to(logp.dtype)
 
 
@@ -407,12 +393,8 @@ def _atomic_write(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)

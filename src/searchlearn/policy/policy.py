@@ -1,6 +1,8 @@
 """The Policy contract: text in, completions out, with every token charged to a compute ledger.
 
-`LocalPolicy` is the fast path: the project's own model and KV-cache engine.
+`LocalPolicy` is the fast path: the project's own model and KV-cache engine. Its tokenizer is a `TaskTokenizer` or an
+`HFTokenizer` (policy/hf_tokenizer.py); real checkpoints are loaded with `searchlearn.policy.hf.load_policy`, which
+also returns the transformers-backed fallback for architectures the project's model does not cover.
 """
 
 from __future__ import annotations
@@ -15,6 +17,25 @@ from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Completion, Ledger, SamplingParams
 
 
+def encode_prompts(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of each prompt, starting with BOS where the tokenizer uses one (`add_bos`, default True; TaskTokenizer
+    always does) and the prompt does not already (a chat template may write the BOS text itself)."""
+    bos = getattr(tokenizer, "bos_id", None)
+    add = bos is not None and getattr(tokenizer, "add_bos", True)
+    return [[bos] + ids if add and ids[:1] != [bos] else ids for ids in tokenizer.encode_batch(prompts)]
+
+
+def pad_batch(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (B, T) and mask (B, T), 1 = real token."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
 class LocalPolicy:
     """generate(prompts, params) -> completions (prompt-major, n per prompt), charged to `self.ledger`."""
 
@@ -22,19 +43,25 @@ class LocalPolicy:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
-        self.engine = Engine(self.model, tokenizer, device=device, max_batch=max_batch)
+        eos_ids = getattr(tokenizer, "eos_ids", None)  # an HFTokenizer may end turns with several ids
+        self.engine = Engine(self.model, tokenizer, device=device, max_batch=max_batch, eos_ids=eos_ids)
         self.ledger = Ledger()
         self.n_params = model.num_parameters(exclude_embeddings=True)
 
     @classmethod
     def load(cls, directory: str | Path, device: str = "cpu") -> LocalPolicy:
+        """A searchlearn checkpoint directory; any other (HF Llama/Qwen2/Mistral) goes through `hf.load_policy`."""
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{directory}: no config.json — not a searchlearn/Hugging Face checkpoint directory")
+        if not (directory / "searchlearn_tokenizer.json").is_file():
+            from searchlearn.policy.hf import load_policy
+
+            return load_policy(directory, device=device, backend="native")
         return cls(LlamaForCausalLM.from_pretrained(directory), TaskTokenizer.load(directory), device=device)
 
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
-        return [[self.tokenizer.bos_id] + ids for ids in self.tokenizer.encode_batch(prompts)]
+        return encode_prompts(self.tokenizer, prompts)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         completions = self.engine.generate(self.encode_prompts(prompts), params)
@@ -45,12 +72,6 @@ class LocalPolicy:
         """log π(completion | prompt) per token, one (len(completion),) tensor per pair, with gradients."""
         from searchlearn.policy.model import sequence_logprobs
 
-        seqs = [p + c for p, c in zip(prompt_ids, completion_ids)]
-        width = max(map(len, seqs))
-        ids = torch.full((len(seqs), width), self.tokenizer.pad_id, dtype=torch.long, device=self.device)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
-            mask[i, : len(s)] = 1
+        ids, mask = pad_batch([p + c for p, c in zip(prompt_ids, completion_ids)], self.tokenizer.pad_id, self.device)
         logp = sequence_logprobs(self.model, ids, mask)  # (B, T-1)
         return [logp[i, len(p) - 1 : len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompt_ids, completion_ids))]

@@ -1,7 +1,8 @@
 """A word-level tokenizer for a task's small alphabet, built on Hugging Face `tokenizers`.
 
-Numbers up to `max_number` are single tokens (so "25+7=32" is five tokens), words of the task's vocabulary are single
-tokens, and every other piece is one character. The same object exports as a `PreTrainedTokenizerFast` directory.
+Numbers are either single tokens up to `max_number` (so "25+7=32" is five tokens) or, with `digits=True`, one token
+per digit (so a number never seen in training is still made of seen tokens: what lets a model copy and compare
+held-out target values). Words of the task's vocabulary are single tokens; every other piece is one character. The same object exports as a `PreTrainedTokenizerFast` directory.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 SPECIALS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SYMBOLS = tuple("+-*/()=|>:,.?! \n")
 PATTERN = r"\d+|[A-Za-z]+|\s|."
+DIGIT_PATTERN = r"\d|[A-Za-z]+|\s|."
 
 
 class TaskTokenizer:
     """encode(text) -> ids and decode(ids) -> text over a fixed vocabulary: specials, symbols, words, numbers."""
 
-    def __init__(self, words: tuple[str, ...] = (), max_number: int = 999):
+    def __init__(self, words: tuple[str, ...] = (), max_number: int = 999, digits: bool = False):
         self.words = tuple(words)
-        self.max_number = max_number
-        vocab = list(SPECIALS) + list(SYMBOLS) + list(self.words) + [str(i) for i in range(max_number + 1)]
+        self.digits = digits
+        self.max_number = 9 if digits else max_number
+        vocab = list(SPECIALS) + list(SYMBOLS) + list(self.words) + [str(i) for i in range(self.max_number + 1)]
         if len(set(vocab)) != len(vocab):
             raise ValueError("tokenizer vocabulary has duplicates (a word repeats a symbol or number?)")
         self.vocab = {piece: i for i, piece in enumerate(vocab)}
         self.pieces = vocab
         tok = Tokenizer(models.WordLevel(self.vocab, unk_token="<unk>"))
-        tok.pre_tokenizer = pre_tokenizers.Split(Regex(PATTERN), behavior="isolated")
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(DIGIT_PATTERN if digits else PATTERN), behavior="isolated")
         tok.decoder = decoders.Fuse()
         self._tok = tok
         self.pad_id, self.bos_id, self.eos_id, self.unk_id = (self.vocab[s] for s in SPECIALS)
@@ -56,7 +59,7 @@ class TaskTokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "searchlearn_tokenizer.json").write_text(
-            json.dumps({"words": list(self.words), "max_number": self.max_number})
+            json.dumps({"words": list(self.words), "max_number": self.max_number, "digits": self.digits})
         )
         self._tok.save(str(directory / "tokenizer.json"))
         (directory / "tokenizer_config.json").write_text(
@@ -76,4 +79,4 @@ class TaskTokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> TaskTokenizer:
         spec = json.loads((Path(directory) / "searchlearn_tokenizer.json").read_text())
-        return cls(words=tuple(spec["words"]), max_number=spec["max_number"])
+        return cls(words=tuple(spec["words"]), max_number=spec["max_number"], digits=spec.get("digits", False))

@@ -1,7 +1,7 @@
 """Countdown: combine the k input numbers, each exactly once, with + - * / to hit a target.
 
     prompt      "3 7 25 -> 46\n"
-    completion  "7*3=21 | 25 21\n25+21=46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    completion  "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
 
 Here: the config, the generator with held-out targets, the verifier and the Task. The exact solver and the step
 format it drives (trace writers, gold process labels) are in `countdown_traces`, re-exported from here.
@@ -41,7 +41,7 @@ __all__ = [
     "steps", "trace", "values", "verify",
 ]
 
-WORDS = ("answer", "check", "back", "no", "yes", "ok")
+WORDS = ("answer", "check", "back", "no", "yes", "ok", "vs")
 MAX_EXPR_CHARS = 200  # the verifier rejects longer answer expressions
 MAX_DEPTH = 32  # ... deeper bracket nesting
 MAX_DIGITS = 6  # ... and longer number literals

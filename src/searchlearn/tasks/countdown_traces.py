@@ -2,7 +2,7 @@
 
 One step per line ("\n" is the step delimiter):
     "25-7=18 | 3 18"         a op b = c, then the numbers left: the unused ones in their order, c last
-    "18*3=54 no"             a move that leaves one number, and whether it is the target ("yes") or not ("no")
+    "18*3=54 vs 46 no"       a move that leaves one number, the target restated beside it, and whether they are equal
     "back | 3 7 25"          return to a state seen earlier, restated
     "check (7*3)+25=46 ok"   the expression the path built, and its value
     "answer (7*3)+25"        the final answer: what the verifier reads
@@ -140,7 +140,7 @@ class _Writer:
         expr_a = rest.pop([v for v, _ in rest].index(a))[1]
         expr_b = rest.pop([v for v, _ in rest].index(b))[1]
         new = rest + [(c, f"{_wrap(expr_a)}{op}{_wrap(expr_b)}")]
-        tail = f" | {_numbers(new)}" if len(new) > 1 else (" yes" if c == self.target else " no")
+        tail = f" | {_numbers(new)}" if len(new) > 1 else (f" vs {self.target} " + ("yes" if c == self.target else "no"))
         self.lines.append(f"{a}{op}{b}={c}{tail}\n")
         return new
 
@@ -214,7 +214,7 @@ def trace(problem: Problem, config: CountdownConfig, rng: random.Random) -> str:
 # -- gold process labels -----------------------------------------------------------------------------------------------
 _N = r"\d{1,6}"
 _LIST = rf"({_N}(?: {_N})*)"
-_OP_LINE = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})(?: \| {_LIST}| (yes|no))", re.ASCII)
+_OP_LINE = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})(?: \| {_LIST}| vs {_N} (yes|no))", re.ASCII)
 _BACK_LINE = re.compile(rf"back \| {_LIST}", re.ASCII)
 _CHECK_LINE = re.compile(r"check (.*) ok")
 

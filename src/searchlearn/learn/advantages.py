@@ -1,0 +1,149 @@
+"""Pure advantage estimators: reward tensors in, advantage tensors out. No models, no optimisers.
+
+Outcome rewards of a GRPO-style rollout are laid out group-major as `(N, G)`: N prompts, G samples each. Token-level
+quantities are `(B, T)` with a `{0, 1}` mask over completion tokens. Every function here is one estimator; a trainer
+is handed the function, never a name.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def grpo_advantages(rewards: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Group-normalised advantages (GRPO; Shao et al. 2024, "DeepSeekMath", §4.1.2 outcome supervision).
+
+    Â_i = (r_i − mean(r)) / (std(r) + ε) within each group of G samples of one prompt. std is the unbiased sample
+    standard deviation (Bessel's correction, as torch and TRL compute it). rewards: (N, G) -> (N, G).
+    """
+    mean = rewards.mean(-1, keepdim=True)  # (N, 1)
+    std = rewards.std(-1, keepdim=True) if rewards.shape[-1] > 1 else torch.zeros_like(mean)  # (N, 1)
+    return (rewards - mean) / (std + eps)
+
+
+def dr_grpo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """Dr. GRPO advantages (Liu et al. 2025, "Understanding R1-Zero-Like Training", Eq. 3 / §3.2): Â_i = r_i − mean(r).
+
+    Dropping GRPO's division by std removes the question-level difficulty bias (groups with almost-uniform rewards
+    would otherwise get their tiny differences blown up). rewards: (N, G) -> (N, G).
+    """
+    return rewards - rewards.mean(-1, keepdim=True)
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """REINFORCE Leave-One-Out (Ahmadian et al. 2024, "Back to Basics", Eq. 4; Kool et al. 2019).
+
+    Â_i = r_i − (1/(G−1)) Σ_{j≠i} r_j, the mean reward of the *other* samples as baseline, which is unbiased because
+    the baseline does not depend on sample i. Equals G/(G−1) · (r_i − mean(r)). rewards: (N, G) with G ≥ 2 -> (N, G).
+    """
+    G = rewards.shape[-1]
+    if G < 2:
+        raise ValueError("RLOO needs at least 2 samples per prompt")
+    baseline = (rewards.sum(-1, keepdim=True) - rewards) / (G - 1)  # (N, G)
+    return rewards - baseline
+
+
+def reinforce_pp_advantages(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """REINFORCE++ (Hu 2025, "REINFORCE++: A Simple and Efficient Approach for Aligning LLMs", §3 Eq. 6-7).
+
+    No critic and no per-prompt group: the advantage is the reward normalised over the whole *global batch*,
+    Â = (r − mean_batch(r)) / (std_batch(r) + ε), which is what keeps the estimator stable across prompts.
+    rewards: any shape (all entries form the batch) -> the same shape.
+    """
+    flat = rewards.flatten()
+    std = flat.std() if flat.numel() > 1 else flat.new_zeros(())
+    return (rewards - flat.mean()) / (std + eps)
+
+
+def reinforce_pp_baseline_advantages(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """REINFORCE++-baseline (Hu 2025, §3.3): subtract the group mean first, then normalise over the global batch.
+
+    For G samples per prompt: Â = norm_batch(r_i − mean_group(r)). rewards: (N, G) -> (N, G).
+    """
+    return reinforce_pp_advantages(rewards - rewards.mean(-1, keepdim=True), eps)
+
+
+def reinforce_pp_token_advantages(rewards: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float,
+                                  eps: float = 1e-8) -> torch.Tensor:
+    """REINFORCE++ with the KL penalty in the reward (Hu 2025, Eq. 5-7): per-token returns, batch-normalised.
+
+    r_t = −β·KL_t at every token, plus the outcome reward at the last token; A_t = Σ_{s≥t} r_s (γ = 1); then
+    A ← (A − mean)/std over every real token of the batch. rewards: (B,) outcomes; kl, mask: (B, T) -> (B, T).
+    """
+    token_rewards = terminal_token_rewards(rewards, mask, kl=kl, beta=beta)  # (B, T)
+    returns = token_rewards.flip(-1).cumsum(-1).flip(-1) * mask  # (B, T) reward-to-go
+    return whiten(returns, mask, eps) * mask
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised Advantage Estimation (Schulman et al. 2016, "High-Dimensional Continuous Control Using GAE", Eq. 16).
+
+    δ_t = r_t + γ V(s_{t+1}) − V(s_t);  Â_t = Σ_l (γλ)^l δ_{t+l} = δ_t + γλ Â_{t+1}.  Returns R_t = Â_t + V(s_t) are
+    the value targets. The state after the last real token is terminal (V = 0). `mask` (B, T) marks the real tokens,
+    one contiguous run per row (positions before it, e.g. the prompt, and padding after it get zeros).
+    rewards, values, mask: (B, T) -> (advantages, returns), each (B, T), zero on padding.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    B, T = rewards.shape
+    advantages = torch.zeros_like(values)
+    next_value = values.new_zeros(B)  # (B,) V(s_{t+1}); 0 past the end
+    running = values.new_zeros(B)  # (B,) Â_{t+1}
+    for t in reversed(range(T)):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = (delta + gamma * lam * running) * m  # padding resets the recursion: the terminal state is V = 0
+        advantages[:, t] = running
+        next_value = values[:, t] * m
+    return advantages, (advantages + values) * mask
+
+
+def terminal_token_rewards(rewards: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None,
+                           beta: float = 0.0) -> torch.Tensor:
+    """Per-token rewards for token-level RL (Ziegler et al. 2019; Ouyang et al. 2022, Eq. 2).
+
+    r_t = −β·KL_t at every real token, plus the outcome reward at the last real token. rewards: (B,);
+    mask: (B, T), each row's real tokens one contiguous run (a prompt offset before it is fine); kl: (B, T) per-token KL estimate or None -> (B, T).
+    """
+    mask = mask.to(torch.float32)
+    out = torch.zeros_like(mask)  # (B, T)
+    positions = torch.arange(mask.shape[-1], device=mask.device, dtype=mask.dtype)  # (T,)
+    last = (mask * (positions + 1)).argmax(-1)  # (B,) index of the last real token
+    out.scatter_(1, last[:, None], rewards.to(out.dtype)[:, None])
+    if kl is not None and beta:
+        out = out - beta * kl.to(out.dtype)
+    return out * mask
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean)/std over the masked entries (the batch normalisation PPO implementations apply to advantages)."""
+    m = mask.to(x.dtype)
+    n = m.sum().clamp(min=1)
+    mean = (x * m).sum() / n
+    var = (((x - mean) * m) ** 2).sum() / (n - 1).clamp(min=1)
+    return (x - mean) / (var.sqrt() + eps)
+
+
+def dapo_dynamic_sampling_mask(rewards: torch.Tensor) -> torch.Tensor:
+    """DAPO dynamic sampling (Yu et al. 2025, "DAPO", §3.2 Eq. 11): keep only groups whose rewards are not all equal.
+
+    A group where every sample scores the same (all right or all wrong) has zero group-relative advantage and so
+    contributes no gradient; dropping it keeps the effective batch informative. rewards: (N, G) -> keep: (N,) bool.
+    """
+    return (rewards != rewards[..., :1]).any(-1)
+
+
+def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int, factor: float = 1.0) -> torch.Tensor:
+    """DAPO soft overlong punishment (Yu et al. 2025, §3.4 Eq. 13), added to the outcome reward.
+
+    R_length(y) = 0 if |y| ≤ L_max − L_cache;  ((L_max − L_cache) − |y|) / L_cache if L_max − L_cache < |y| ≤ L_max;
+    −1 if |y| > L_max; scaled by `factor`. lengths: (B,) completion lengths; L_max = max_length, L_cache = buffer.
+    """
+    if buffer < 1 or buffer > max_length:
+        raise ValueError(f"buffer must be in [1, max_length={max_length}], got {buffer}")
+    lengths = lengths.to(torch.float32)
+    start = max_length - buffer
+    ramp = (start - lengths) / buffer  # (B,) 0 at the start of the buffer, −1 at L_max
+    penalty = torch.where(lengths <= start, torch.zeros_like(lengths), ramp)
+    return factor * torch.where(lengths > max_length, torch.full_like(lengths, -1.0), penalty)

@@ -1,0 +1,232 @@
+"""Preference learning from search: DPO / IPO on whole solutions and on sibling steps of a search tree.
+
+Whole solutions (Rafailov et al. 2023): for one problem, chosen = a verifier-correct sample, rejected = an incorrect
+one. Step level (Step-DPO, Lai et al. 2024; Xie et al. 2024, "Monte Carlo Tree Search Boosts Reasoning via Iterative
+Preference Learning"): two children of the same tree node, the one with the higher value (MCTS Q, a verifier outcome,
+or a PRM score) chosen; the shared prefix — the prompt plus the steps down to the parent — is the prompt.
+
+The reference log-probabilities are computed once, before the first update, from the frozen reference (by default
+the model as it is then), and travel in the checkpoint, so no reference model is held during training.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from searchlearn import progress
+from searchlearn.learn import checkpoint
+from searchlearn.learn.losses import dpo_loss
+from searchlearn.learn.rollout import make_batch, token_logprobs
+from searchlearn.learn.sft import batch_indices, learning_rate, make_optimizer
+from searchlearn.policy.policy import encode_prompts
+from searchlearn.types import Node, SearchResult, SearchTree
+
+TokenPair = tuple[list[int], list[int], list[int]]  # (prompt_ids, chosen_ids, rejected_ids)
+
+
+@dataclass
+class PreferencePair:
+    """Two continuations of one context, the first preferred."""
+
+    prompt: str  # the shared context: the problem prompt, plus the shared steps for a step-level pair
+    chosen: str  # the preferred continuation
+    rejected: str  # the dispreferred continuation
+    chosen_ends: bool = True  # the chosen text ends the solution (EOS follows it)
+    rejected_ends: bool = True  # the rejected text ends the solution
+    problem_id: str = ""
+    margin: float = 0.0  # value(chosen) − value(rejected), for filtering and weighting
+
+
+def solution_pairs(results: Sequence[SearchResult], max_pairs_per_problem: int = 4, seed: int = 0
+                   ) -> list[PreferencePair]:
+    """Whole-solution pairs: per problem, distinct correct (reward ≥ 1) × distinct incorrect (reward < 1) samples.
+
+    Up to `max_pairs_per_problem` pairs, drawn without repeats from the shuffled cross product (seeded per problem).
+    Trajectories with no reward are skipped. A problem with no correct or no incorrect sample yields nothing.
+    """
+    pairs = []
+    for result in results:
+        good = list(dict.fromkeys(t.completion for t in result.trajectories if t.reward is not None and t.reward >= 1))
+        bad = list(dict.fromkeys(t.completion for t in result.trajectories if t.reward is not None and t.reward < 1))
+        if not good or not bad:
+            continue
+        prompt = result.trajectories[0].prompt
+        cross = [(g, b) for g in good for b in bad]
+        random.Random(f"{seed}:{result.problem_id}").shuffle(cross)
+        pairs += [PreferencePair(prompt, g, b, True, True, result.problem_id, 1.0)
+                  for g, b in cross[:max_pairs_per_problem]]
+    return pairs
+
+
+def node_value(node: Node) -> float | None:
+    """A node's value for ranking siblings: its mean backed-up value Q if visited, else its step score, else None."""
+    if node.visits:
+        return node.value
+    return node.step.score
+
+
+def step_pairs(tree: SearchTree, prompt: str, value: Callable[[Node], float | None] = node_value,
+               min_margin: float = 0.0, max_pairs_per_node: int | None = None) -> list[PreferencePair]:
+    """Step-level pairs from sibling steps: children a, b of one node with value(a) − value(b) > min_margin.
+
+    The pair's prompt is `prompt` + the text of the path down to the parent (the shared prefix); chosen and rejected
+    are the two steps' texts, ending the solution when the child is terminal. Per node, pairs are taken in order of
+    decreasing margin, at most `max_pairs_per_node`. Siblings with the same text or no value are skipped.
+    """
+    pairs = []
+    for index, node in enumerate(tree.nodes):
+        scored = [(value(tree.nodes[c]), c) for c in node.children]
+        scored = [(v, c) for v, c in scored if v is not None]
+        candidates = []
+        for (va, a), (vb, b) in combinations(scored, 2):
+            if va < vb:
+                (va, a), (vb, b) = (vb, b), (va, a)
+            na, nb = tree.nodes[a], tree.nodes[b]
+            if va - vb > min_margin and na.step.text != nb.step.text:
+                candidates.append((va - vb, a, b))
+        candidates.sort(key=lambda x: (-x[0], x[1], x[2]))
+        prefix = prompt + (tree.text(index) if index else "")
+        for margin, a, b in candidates[:max_pairs_per_node]:
+            na, nb = tree.nodes[a], tree.nodes[b]
+            pairs.append(PreferencePair(prefix, na.step.text, nb.step.text, na.terminal, nb.terminal,
+                                        tree.problem_id, margin))
+    return pairs
+
+
+def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer) -> list[TokenPair]:
+    """(prompt_ids, BOS first as the policy adds it; chosen_ids; rejected_ids), EOS appended to a continuation that ends the solution."""
+    prompts = encode_prompts(tokenizer, [p.prompt for p in pairs])
+    chosen = tokenizer.encode_batch([p.chosen for p in pairs])
+    rejected = tokenizer.encode_batch([p.rejected for p in pairs])
+    eos = [tokenizer.eos_id]
+    return [(pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends)
+            for p, pr, c, r in zip(pairs, prompts, chosen, rejected)]
+
+
+def pair_logprobs(model: torch.nn.Module, pairs: Sequence[TokenPair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log π(chosen | prompt) and log π(rejected | prompt), (B,) each, from one forward over 2B rows."""
+    prompts = [p for p, _, _ in pairs] * 2
+    completions = [c for _, c, _ in pairs] + [r for _, _, r in pairs]
+    batch = make_batch(prompts, completions, pad_id)
+    sums = (token_logprobs(model, batch) * batch.action_mask).sum(-1)  # (2B,)
+    return sums[: len(pairs)], sums[len(pairs):]
+
+
+@torch.no_grad()
+def reference_logprobs(model: torch.nn.Module, pairs: Sequence[TokenPair], pad_id: int, chunk: int = 32
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`pair_logprobs` of the frozen reference for every pair, (P,) each."""
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), chunk):
+        c, r = pair_logprobs(model, pairs[start : start + chunk], pad_id)
+        chosen.append(c)
+        rejected.append(r)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+@dataclass
+class DPOConfig:
+    steps: int = 200  # optimizer steps
+    batch_size: int = 16  # pairs per step
+    lr: float = 1e-5  # peak learning rate
+    min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
+    warmup_steps: int = 10  # linear warm-up from 0
+    weight_decay: float = 0.0  # AdamW decay on matrices
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
+    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    beta: float = 0.1  # DPO β (IPO's τ): strength of the pull towards the reference
+    sft_coef: float = 0.0  # weight of an NLL term on the chosen tokens (RPO, Pang et al. 2024); 0 = pure DPO
+    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
+    log_every: int = 10  # steps between logged records
+    seed: int = 0  # pair-order seed
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 0:
+            raise ValueError("steps, checkpoint_every >= 0; batch_size, log_every >= 1")
+        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
+            raise ValueError("lr > 0, min_lr_ratio in [0, 1], warmup_steps >= 0")
+        if self.beta <= 0 or self.sft_coef < 0 or self.grad_clip < 0:
+            raise ValueError("beta > 0; sft_coef, grad_clip >= 0")
+
+
+def train_dpo(
+    model: torch.nn.Module,
+    pairs: Sequence[TokenPair],
+    cfg: DPOConfig,
+    pad_id: int,
+    loss_fn: Callable = dpo_loss,
+    reference: torch.nn.Module | None = None,
+    ckpt_dir: str | Path | None = None,
+    tokenizer=None,
+    log: Callable[[dict], None] = lambda record: None,
+    stop_after: int | None = None,
+    name: str = "dpo",
+) -> dict:
+    """Train `model` in place on preference pairs (whole-solution or step-level) for cfg.steps steps.
+
+    loss_fn: `dpo_loss`, `ipo_loss`, or a partial of either (e.g. label smoothing). reference: the frozen π_ref
+    (default: `model` itself before the first update). Resumes from `ckpt_dir` when a checkpoint is there.
+    Returns {"loss": last logged loss, "accuracy": last logged pair accuracy, "steps", "seconds"}.
+    """
+    if not pairs:
+        raise ValueError(f"{name}: no preference pairs")
+    optimizer = make_optimizer(model, cfg)
+    step = 0
+    if ckpt_dir is not None and checkpoint.exists(ckpt_dir):
+        meta, state = checkpoint.load_state(ckpt_dir)
+        model.load_state_dict(type(model).from_pretrained(ckpt_dir).state_dict())
+        if state["optimizer"] is not None:
+            optimizer.load_state_dict(state["optimizer"])
+        checkpoint.set_rng_state(state["rng"])
+        step = int(meta["step"])
+        ref_chosen, ref_rejected = torch.tensor(meta["ref_chosen"]), torch.tensor(meta["ref_rejected"])
+        progress.say(f"{name}: resumed at step {step}/{cfg.steps} from {ckpt_dir}")
+    else:
+        was_training = model.training
+        frozen = reference if reference is not None else model
+        ref_chosen, ref_rejected = reference_logprobs(frozen.eval(), pairs, pad_id)  # (P,) each
+        model.train(was_training)
+    extra = {"ref_chosen": ref_chosen.tolist(), "ref_rejected": ref_rejected.tolist()}
+    model.train()
+    t0, last, window = time.time(), {}, []
+    with progress.bar(name, total=cfg.steps) as bar:
+        bar.advance(step)
+        while step < cfg.steps and (stop_after is None or step < stop_after):
+            lr = learning_rate(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            index = batch_indices(len(pairs), step, cfg)
+            chosen, rejected = pair_logprobs(model, [pairs[i] for i in index], pad_id)  # (b,) each
+            loss, stats = loss_fn(chosen, rejected, ref_chosen[index], ref_rejected[index], beta=cfg.beta)
+            if cfg.sft_coef:
+                n_tokens = sum(len(pairs[i][1]) for i in index)
+                nll = -chosen.sum() / max(1, n_tokens)
+                loss = loss + cfg.sft_coef * nll
+                stats["nll_chosen"] = nll.item()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+            optimizer.step()
+            step += 1
+            window.append(stats)
+            bar.advance()
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
+                last = {"phase": name, "step": step, **{f"learn/{k}": v for k, v in mean.items()}, "learn/lr": lr,
+                        "learn/grad_norm": float(grad_norm)}
+                window = []
+                log(last)
+            if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                checkpoint.save(ckpt_dir, model, tokenizer, optimizer, step, extra)
+    if ckpt_dir is not None and (step == cfg.steps or stop_after is not None):
+        checkpoint.save(ckpt_dir, model, tokenizer, optimizer, step, extra)
+    model.eval()
+    return {"loss": last.get("learn/loss"), "accuracy": last.get("learn/accuracy"), "steps": step,
+            "seconds": time.time() - t0}

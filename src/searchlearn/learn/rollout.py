@@ -1,0 +1,190 @@
+"""Rollouts for online RL: sample completions through the engine, score them, lay them out as training tensors.
+
+Shared by the GRPO-family trainer (`grpo.py`) and PPO (`ppo.py`). Sequences are prompt + completion, right-padded;
+a completion that ended with EOS keeps the EOS as its last action, so the policy is also trained on when to stop.
+Log-probabilities are in the shifted frame of `sequence_logprobs`: column t scores token t+1, so `action_mask`
+(B, T−1) is 1 on the columns that score completion tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from searchlearn.policy.model import sequence_logprobs
+from searchlearn.types import Completion, Ledger, Problem, SamplingParams
+
+OutcomeReward = Callable[[Sequence[Problem], Sequence[Completion]], list]  # (problems, completions) -> [float|None]
+
+
+@dataclass
+class Batch:
+    """Token tensors of B sequences: input_ids, attention_mask (B, T); action_mask (B, T−1) on completion tokens."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    action_mask: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+    def rows(self, index: torch.Tensor | Sequence[int]) -> Batch:
+        """The sub-batch of rows `index`, trimmed to its own longest sequence."""
+        index = torch.as_tensor(index, dtype=torch.long, device=self.input_ids.device)
+        attention = self.attention_mask[index]
+        width = int(attention.sum(-1).max().item())
+        return Batch(self.input_ids[index, :width], attention[:, :width], self.action_mask[index, : width - 1])
+
+    def to(self, device) -> Batch:
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.action_mask.to(device))
+
+
+def completion_ids(completion: Completion, eos_id: int) -> list[int]:
+    """The completion's tokens as actions: the sampled tokens, plus the EOS the engine stopped at (not returned)."""
+    return list(completion.token_ids) + ([eos_id] if completion.finish_reason == "eos" else [])
+
+
+def make_batch(prompt_ids: Sequence[list[int]], completion_ids_: Sequence[list[int]], pad_id: int) -> Batch:
+    """Right-padded prompt + completion sequences with their masks."""
+    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids_)]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(seqs), width), dtype=torch.long)
+    actions = torch.zeros((len(seqs), width - 1), dtype=torch.float32)
+    for i, (p, s) in enumerate(zip(prompt_ids, seqs)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attention[i, : len(s)] = 1
+        actions[i, len(p) - 1 : len(s) - 1] = 1.0  # column t scores token t+1: the completion's tokens
+    return Batch(ids, attention, actions)
+
+
+def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """log π(token_{t+1} | prefix) for every column, (B, T−1), float32; 0 where the target is padding."""
+    return sequence_logprobs(model, batch.input_ids, batch.attention_mask)
+
+
+@torch.no_grad()
+def frozen_logprobs(model: torch.nn.Module, batch: Batch, chunk: int = 64) -> torch.Tensor:
+    """`token_logprobs` without gradients, in chunks of rows (for π_old and π_ref), (B, T−1)."""
+    out = torch.zeros(batch.action_mask.shape, dtype=torch.float32, device=batch.input_ids.device)
+    for start in range(0, len(batch), chunk):
+        sub = batch.rows(range(start, min(start + chunk, len(batch))))
+        out[start : start + len(sub), : sub.action_mask.shape[1]] = token_logprobs(model, sub)
+    return out
+
+
+@dataclass
+class Rollout:
+    """One round of sampling: N problems × G completions (prompt-major), their scores and token ids.
+
+    `rewards` starts as the scores and may be shaped (e.g. the DAPO overlong penalty); `batch` is built on demand.
+    """
+
+    problems: list[Problem]  # the N problems
+    completions: list[Completion]  # N·G, prompt-major
+    prompt_ids: list[list[int]]  # N·G: each row's prompt tokens (BOS included)
+    action_ids: list[list[int]]  # N·G: each row's completion tokens as actions (EOS included when sampled)
+    scores: torch.Tensor  # (N, G) the reward function's scores (None counted as 0)
+    rewards: torch.Tensor  # (N, G) the rewards the learner uses
+    ledger: Ledger = field(default_factory=Ledger)
+    unscored: int = 0  # completions the reward function returned None for
+    pad_id: int = 0
+    _batch: Batch | None = field(default=None, repr=False)
+
+    @property
+    def group_size(self) -> int:
+        return self.scores.shape[1]
+
+    @property
+    def batch(self) -> Batch:
+        if self._batch is None:
+            self._batch = make_batch(self.prompt_ids, self.action_ids, self.pad_id)
+        return self._batch
+
+    def lengths(self) -> torch.Tensor:
+        """(N, G) completion lengths in sampled tokens (EOS not counted)."""
+        return torch.tensor([c.num_tokens for c in self.completions], dtype=torch.float32).view(self.scores.shape)
+
+    def select_groups(self, keep: torch.Tensor) -> Rollout:
+        """The rollout restricted to the groups where `keep` (N,) bool is True."""
+        groups = torch.nonzero(keep).flatten().tolist()
+        G = self.group_size
+        rows = [g * G + j for g in groups for j in range(G)]
+        return Rollout([self.problems[g] for g in groups], [self.completions[r] for r in rows],
+                       [self.prompt_ids[r] for r in rows], [self.action_ids[r] for r in rows], self.scores[groups],
+                       self.rewards[groups], self.ledger, self.unscored, self.pad_id)
+
+
+def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
+    """One rollout of every group of `parts` (same group size), ledgers summed."""
+    ledger = Ledger()
+    for part in parts:
+        ledger.add(part.ledger)
+    return Rollout([p for r in parts for p in r.problems], [c for r in parts for c in r.completions],
+                   [x for r in parts for x in r.prompt_ids], [x for r in parts for x in r.action_ids],
+                   torch.cat([r.scores for r in parts]), torch.cat([r.rewards for r in parts]), ledger,
+                   sum(r.unscored for r in parts), parts[0].pad_id)
+
+
+def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams) -> Rollout:
+    """params.n completions of each problem in one batched engine call, scored by the outcome reward."""
+    before = policy.ledger.copy()
+    completions = policy.generate([p.prompt for p in problems], params)
+    spent = policy.ledger.since(before)
+    scored = reward([problems[c.prompt_index] for c in completions], completions)
+    scores = torch.tensor([0.0 if s is None else float(s) for s in scored]).view(len(problems), params.n)  # (N, G)
+    prompt_ids = policy.encode_prompts([p.prompt for p in problems])
+    eos = policy.tokenizer.eos_id
+    return Rollout(list(problems), completions, [prompt_ids[c.prompt_index] for c in completions],
+                   [completion_ids(c, eos) for c in completions], scores, scores.clone(), spent,
+                   sum(s is None for s in scored), policy.tokenizer.pad_id)
+
+
+def problem_indices(n_problems: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Step `step`'s problems: epochs of seeded permutations of the training set, read as one stream."""
+    start, out = step * per_step, []
+    while len(out) < per_step:
+        epoch, offset = divmod(start + len(out), n_problems)
+        perm = np.random.default_rng([seed, epoch]).permutation(n_problems)
+        out.extend(perm[offset : offset + per_step - len(out)].tolist())
+    return out
+
+
+def minibatches(n: int, size: int, seed: int, step: int, epoch: int) -> list[torch.Tensor]:
+    """A seeded shuffle of range(n) cut into ceil(n/size) minibatches (size ≤ 0: one batch of everything)."""
+    perm = torch.as_tensor(np.random.default_rng([seed, step, epoch, 7]).permutation(n))
+    size = n if size <= 0 else size
+    return [perm[i : i + size] for i in range(0, n, size)] if n else []
+
+
+def cosine_lr(step: int, total: int, lr: float, warmup: int, min_ratio: float) -> float:
+    """Linear warm-up to lr, then cosine to min_ratio·lr at `total` (the same schedule as SFT)."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def step_rewards(rollout: Rollout, scores: Sequence[Sequence[float]], steps: Sequence[Sequence[str]],
+                 decode: Callable[[list[int]], str]) -> torch.Tensor:
+    """Dense rewards from per-step scores (a PRM, or shaping terms): each step's score on the token that ends it.
+
+    scores[r][k] belongs to steps[r][k], the k-th step text of row r's completion (as `task.steps` splits it). A step
+    ends at the first token whose decoded prefix covers the step's last character. Returns (B, T−1) on the action
+    columns of `rollout.batch`, for PPO's `dense_reward` (or any token-level learner).
+    """
+    batch = rollout.batch
+    out = torch.zeros(batch.action_mask.shape, dtype=torch.float32)
+    for r, (completion, row_scores, row_steps) in enumerate(zip(rollout.completions, scores, steps)):
+        ends = np.cumsum([len(decode([t])) for t in completion.token_ids])  # char offset after each token
+        first = len(rollout.prompt_ids[r]) - 1  # the column scoring the first completion token
+        char_end = 0
+        for score, text in zip(row_scores, row_steps):
+            char_end += len(text)
+            token = min(int(np.searchsorted(ends, char_end)), max(0, len(ends) - 1))
+            out[r, first + token] += float(score)
+    return out

@@ -1,0 +1,32 @@
+"""`searchlearn search`: strategies × budgets on held-out Countdown problems → OUT/search_curves.{json,png}."""
+
+from __future__ import annotations
+
+from searchlearn.config import ConfigError
+
+
+def run_search_command(args, cfg) -> None:
+    """`args` from the CLI parser (model, strategies, budgets, scorer, aggregate, width, problems, out); `cfg` the
+    DemoConfig (task, held-out split seed, eval.max_new_tokens / temperature)."""
+    from searchlearn.policy.policy import LocalPolicy
+    from searchlearn.search.sweep import SweepConfig, sweep, write_curves
+    from searchlearn.tasks.countdown import CountdownTask
+
+    try:
+        sweep_cfg = SweepConfig(strategies=tuple(s for s in args.strategies.split(",") if s),
+                                budgets=tuple(int(b) for b in args.budgets.split(",") if b), scorer=args.scorer,
+                                aggregate=args.aggregate, width=args.width, max_new_tokens=cfg.eval.max_new_tokens,
+                                temperature=cfg.eval.temperature, seed=cfg.seed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    policy = LocalPolicy.load(args.model)
+    task = CountdownTask(cfg.task)
+    test = task.problems("test", args.problems or cfg.data.n_test, seed=cfg.seed + 1)
+
+    def show(row: dict) -> None:
+        print(f"{row['strategy']:>13} n={row['budget']:<4} accuracy={row['accuracy']:.3f} "
+              f"generated_tokens={row['generated_tokens']:.0f}", flush=True)
+
+    rows = sweep(policy, task, test, sweep_cfg, on_row=show)
+    json_path, png_path = write_curves(rows, args.out, f"{len(test)} held-out problems, scorer: {args.scorer}")
+    print(f"wrote {json_path} and {png_path}")

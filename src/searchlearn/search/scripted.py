@@ -1,0 +1,55 @@
+"""A policy whose text is scripted: the Policy contract without a model, for exact expectations in tests and for
+trying a searcher by hand.
+
+`script(prompt, n) -> n texts`. A text ending in `EOS` ("<eos>") ends the sequence there; otherwise the first stop
+string ends it, and `max_new_tokens` cuts it. Each character is one token (its code point) with logprob
+`logprob(prompt, text)` spread evenly. Every call is recorded (`calls`, `prompts`, `params`) and charged to `ledger`
+as the engine counts: every returned token plus one for an eos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from searchlearn.types import Completion, Ledger, SamplingParams
+
+EOS = "<eos>"
+
+
+class ScriptedPolicy:
+    def __init__(self, script: Callable[[str, int], list[str]],
+                 logprob: Callable[[str, str], float] | None = None, n_params: int = 1000):
+        self.script = script
+        self.logprob = logprob or (lambda prompt, text: -0.1 * len(text))
+        self.n_params = n_params
+        self.ledger = Ledger()
+        self.calls = 0
+        self.prompts: list[list[str]] = []
+        self.params: list[SamplingParams] = []
+        self.last_generated_tokens = 0
+
+    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+        out = []
+        for i, prompt in enumerate(prompts):
+            texts = self.script(prompt, params.n)
+            if len(texts) != params.n:
+                raise ValueError(f"script gave {len(texts)} texts for n={params.n}")
+            out += [self._complete(i, prompt, text, params) for text in texts]
+        self.calls += 1
+        self.prompts.append(list(prompts))
+        self.params.append(params)
+        self.last_generated_tokens = sum(c.num_tokens + (c.finish_reason == "eos") for c in out)
+        self.ledger.charge_policy(self.last_generated_tokens, sum(len(p) + 1 for p in prompts), self.n_params)
+        return out
+
+    def _complete(self, index: int, prompt: str, text: str, params: SamplingParams) -> Completion:
+        finish = "length"
+        if text.endswith(EOS):
+            text, finish = text[: -len(EOS)], "eos"
+        cuts = [(text.find(s) + len(s)) for s in params.stop if s and s in text]
+        if cuts:
+            text, finish = text[: min(cuts)], "stop"
+        if len(text) > params.max_new_tokens or (len(text) == params.max_new_tokens and finish == "eos"):
+            text, finish = text[: params.max_new_tokens], "length"
+        each = self.logprob(prompt, text) / len(text) if text else 0.0
+        return Completion(index, [ord(c) for c in text], text, [each] * len(text), finish)

@@ -1,0 +1,142 @@
+"""Strategies × budgets on held-out problems: the test-time scaling curves (accuracy against generated tokens).
+
+Every row is `{"strategy", "budget", "accuracy", "generated_tokens", "reward_tokens", ...}`, tokens as the mean per
+problem from the searchers' ledgers. Best-of-N samples max(budgets) completions once and reads every smaller N off
+their prefixes (the first N samples of each problem), giving three rows per budget: "bon_majority",
+"bon_weighted" (vote weighted by the scorer's last-step score, Li et al. 2023) and "pass@n" (some sample is right:
+the oracle ceiling). The tree searches run once per budget. `write_curves` writes DIR/search_curves.json and the
+log-x plot DIR/search_curves.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from searchlearn.reward.process import AGGREGATES, aggregate, make_scorer
+from searchlearn.search.beam import BeamConfig, beam_search
+from searchlearn.search.best_of_n import majority_vote, weighted_vote
+from searchlearn.search.budget import Accounts, Budget, generated_tokens
+from searchlearn.search.dvts import dvts
+from searchlearn.search.mcts import MCTSConfig, mcts
+from searchlearn.search.revision import RevisionConfig, revise
+from searchlearn.search.steps import completion_steps
+from searchlearn.types import Problem, SamplingParams, SearchResult
+
+STRATEGIES = ("bon", "beam", "dvts", "mcts", "revision")
+
+
+@dataclass
+class SweepConfig:
+    strategies: tuple[str, ...] = ("bon", "beam", "dvts", "mcts")  # any of bon, beam, dvts, mcts, revision
+    budgets: tuple[int, ...] = (4, 16, 64)  # budget n of each strategy (best-of-N units, see search/budget.py)
+    scorer: str = "confidence"  # the process scorer guiding the searches: confidence | gold (an oracle)
+    aggregate: str = "last"  # how a path's step scores rank it (beam, DVTS, BoN weights)
+    width: int = 4  # beam/DVTS width M and MCTS expansion k
+    sequential: int = 4  # revision: attempts per chain
+    temperature: float = 1.0  # sampling temperature of every strategy
+    max_new_tokens: int = 128  # completion cap
+    seed: int = 0  # seeds every search
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown strategies {unknown}; use some of {', '.join(STRATEGIES)}")
+        if not self.budgets or min(self.budgets) < 1:
+            raise ValueError(f"budgets must be positive integers, got {self.budgets}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
+
+
+def sweep(policy, task, problems: Sequence[Problem], cfg: SweepConfig,
+          on_row: Callable[[dict], None] | None = None) -> list[dict]:
+    """All rows of the sweep; `on_row` sees each row as it is made (for progress output)."""
+    scorer = make_scorer(cfg.scorer, task, policy)
+    rows: list[dict] = []
+
+    def emit(new: list[dict]) -> None:
+        for row in new:
+            row.update(scorer=cfg.scorer, problems=len(problems))
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+
+    budgets = sorted(set(cfg.budgets))
+    if "bon" in cfg.strategies:
+        emit(best_of_n_rows(policy, task, problems, scorer, budgets, cfg))
+    for name in cfg.strategies:
+        if name != "bon":
+            for n in budgets:
+                emit([result_row(name, n, task, problems, run_strategy(name, policy, task, problems, scorer, n, cfg))])
+    return rows
+
+
+def run_strategy(name: str, policy, task, problems: Sequence[Problem], scorer, n: int, cfg: SweepConfig
+                 ) -> list[SearchResult]:
+    common = dict(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    budget = Budget(n)
+    if name in ("beam", "dvts"):
+        beam_cfg = BeamConfig(width=min(cfg.width, n), aggregate=cfg.aggregate, **common)
+        return (beam_search if name == "beam" else dvts)(problems, policy, task, scorer, budget, beam_cfg)
+    if name == "mcts":
+        return mcts(problems, policy, task, scorer, budget, MCTSConfig(k=cfg.width, **common))
+    if name == "revision":
+        return revise(problems, policy, task, budget, RevisionConfig(sequential=min(cfg.sequential, n), **common),
+                      scorer=scorer)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def result_row(name: str, n: int, task, problems: Sequence[Problem], results: Sequence[SearchResult]) -> dict:
+    correct = sum(r.answer is not None and task.verify(p, r.answer).correct for p, r in zip(problems, results))
+    count = len(problems)
+    return {"strategy": name, "budget": n, "accuracy": correct / count,
+            "generated_tokens": sum(r.ledger.generated_tokens for r in results) / count,
+            "reward_tokens": sum(r.ledger.reward_tokens for r in results) / count,
+            "prefilled_tokens": sum(r.ledger.prefilled_tokens for r in results) / count}
+
+
+def best_of_n_rows(policy, task, problems: Sequence[Problem], scorer, budgets: Sequence[int], cfg: SweepConfig
+                   ) -> list[dict]:
+    """Sample max(budgets) per problem once; every budget N reads the first N samples of each problem."""
+    top = max(budgets)
+    accounts = Accounts(len(problems), top * cfg.max_new_tokens)
+    params = SamplingParams(n=top, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    completions = accounts.generate(policy, [p.prompt for p in problems], list(range(len(problems))), params)
+    decode = getattr(getattr(policy, "tokenizer", None), "decode", None)
+    steps = [completion_steps(c, task.step_delimiter if hasattr(task, "step_delimiter") else "\n", decode)
+             for c in completions]
+    owners = [c.prompt_index for c in completions]
+    scores = accounts.score(scorer, [problems[o] for o in owners], steps, owners)
+    weights = [aggregate(s, cfg.aggregate) for s in scores]
+    keys = [task.answer_key(problems[o], c.text) for o, c in zip(owners, completions)]
+    right = [task.verify(problems[o], c.text).correct for o, c in zip(owners, completions)]
+    rows = []
+    count = len(problems)
+    for n in budgets:
+        tokens = maj = wtd = ceiling = 0.0
+        for p in range(count):
+            span = range(p * top, p * top + n)
+            tokens += sum(generated_tokens(completions[j]) for j in span)
+            m = majority_vote([keys[j] for j in span])
+            w = weighted_vote([keys[j] for j in span], [weights[j] for j in span])
+            maj += m is not None and right[p * top + m]
+            wtd += w is not None and right[p * top + w]
+            ceiling += any(right[j] for j in span)
+        reward = sum(a.reward_tokens for a in accounts.ledgers) * n / top / count
+        prefill = sum(a.prefilled_tokens for a in accounts.ledgers) / count
+        for name, value in (("bon_majority", maj), ("bon_weighted", wtd), ("pass@n", ceiling)):
+            rows.append({"strategy": name, "budget": n, "accuracy": value / count, "generated_tokens": tokens / count,
+                         "reward_tokens": reward if name == "bon_weighted" else 0.0, "prefilled_tokens": prefill})
+    return rows
+
+
+def write_curves(rows: Sequence[dict], out: str | Path, title: str = "") -> tuple[Path, Path]:
+    """DIR/search_curves.json (the rows) and DIR/search_curves.png (accuracy vs generated tokens, log x)."""
+    from searchlearn.report.metrics import write_json
+    from searchlearn.search.curves import plot_curves
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "search_curves.json", list(rows))
+    return out / "search_curves.json", plot_curves(rows, out / "search_curves.png", title)

@@ -1,0 +1,51 @@
+"""End to end: `searchlearn eval` on a tiny Hugging Face checkpoint and a 5-line math JSONL writes metrics.json."""
+
+import json
+import os
+import subprocess
+import sys
+
+from searchlearn.policy.tiny import tiny_checkpoint
+
+ENV = {**os.environ, "SEARCHLEARN_QUIET": "1", "OMP_NUM_THREADS": "1"}
+ROWS = [
+    {"question": "Natalia sold 48 clips in April and half as many in May. How many in all?", "answer": "#### 72"},
+    {"question": "What is 1,000 + 234?", "answer": "1000 + 234 = 1234\n#### 1,234"},
+    {"problem": "Compute $\\frac{2}{4}$.", "solution": "It is $\\boxed{\\frac{1}{2}}$."},
+    {"problem": "Solve $x - 3 = -5$.", "solution": "$x = \\boxed{-2}$."},
+    {"question": "A shirt costs $20 after a 20% discount. What was the price?", "answer": "#### 25"},
+]
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_eval_on_a_hf_checkpoint_and_math_jsonl(tmp_path):
+    model = tiny_checkpoint(tmp_path / "model", "qwen2")
+    data = tmp_path / "five.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    out = tmp_path / "eval"
+    proc = run_cli("eval", "--model", str(model), "--data", str(data), "--task", "math", "--budget", "2",
+                   "--prompt", "reasoning", "--out", str(out), "--set", "eval.max_new_tokens=6")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "metrics.json").read_text())
+    metrics = result["metrics"]
+    assert {"pass@1", "pass@2", "maj@2", "sample_pass@2", "mean_tokens", "ledger/generated_tokens"} <= set(metrics)
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("pass@1", "pass@2", "maj@2"))
+    assert 0 < metrics["ledger/generated_tokens"] <= 5 * (1 + 2) * 6  # greedy + 2 samples, ≤ 6 tokens each
+    assert len(result["examples"]) == 5
+    prompt = result["examples"][0]["prompt"]
+    assert prompt.startswith("<|im_start|>system\n") and "Decompose" in prompt  # chat template + reasoning prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+def test_eval_reports_a_malformed_line(tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
+    proc = run_cli("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
+    assert proc.returncode == 2 and f"{data}:2: not valid JSON" in proc.stderr
+    data.write_text(json.dumps(ROWS[0]) + "\n")
+    proc = run_cli("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
+    assert proc.returncode == 2 and "no such model directory" in proc.stderr

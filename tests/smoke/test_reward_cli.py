@@ -1,0 +1,43 @@
+"""`searchlearn reward train` then `reward eval` end to end on a tiny random policy: a saved head, reused MC labels,
+and reward_eval.json with an entry per model. In-process through `cli.main`."""
+
+import json
+
+import torch
+
+from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.cli import main
+from searchlearn.tasks.countdown import WORDS
+
+SMALL = ["--quick", "--max-new-tokens", "12"]
+
+
+def test_reward_train_and_eval(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEARCHLEARN_QUIET", "1")
+
+    def run(*args):  # in-process: three interpreter start-ups would cost more than the work
+        main(["reward", *args])
+        return capsys.readouterr().out
+
+    tok = TaskTokenizer(WORDS, digits=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
+    model.save_pretrained(tmp_path / "policy")
+    tok.save(tmp_path / "policy")
+    policy = str(tmp_path / "policy")
+    run("train", "--model", policy, "--kind", "prm", "--problems", "3", "--samples", "2", "--rollouts", "2",
+        "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "prm"), *SMALL)
+    labels = json.loads((tmp_path / "prm" / "mc_labels.json").read_text())
+    assert len(labels) == 6 and all(len(r["soft"]) == len(r["steps"]) for r in labels)
+    run("train", "--model", policy, "--kind", "orm", "--labels-from", str(tmp_path / "prm" / "mc_labels.json"),
+        "--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "orm"), *SMALL)
+    out = run("eval", "--model", policy, "--rm", str(tmp_path / "prm"), "--rm", str(tmp_path / "orm"),
+              "--problems", "3", "--samples", "2", "--out", str(tmp_path / "eval"), *SMALL)
+    result = json.loads((tmp_path / "eval" / "reward_eval.json").read_text())
+    assert {"prm_soft", "orm", "confidence", "_data"} <= set(result)
+    for name in ("prm_soft", "orm"):
+        assert {"step_auc", "first_error_acc", "rerank@2"} <= set(result[name])
+    assert "prm_soft" in out and "step_auc" in out

@@ -1,0 +1,58 @@
+"""Monte-Carlo step labels (Math-Shepherd) on a scripted policy with known rollout outcomes, and Q-margin pairs."""
+
+import pytest
+
+from searchlearn.reward.labels import StepLabels, mc_labels, mc_targets, q_margin_pairs, step_prefixes
+from searchlearn.search.scripted import EOS, ScriptedPolicy
+from searchlearn.tasks.countdown import CountdownTask
+from searchlearn.types import Problem
+
+TASK = CountdownTask()
+P = Problem("p", "3 7 25 -> 46\n", {"nums": [3, 7, 25], "target": 46})
+S1, S2, S3 = "7*3=21 | 25 21\n", "25+21=46 vs 46 yes\n", "answer 25+(7*3)\n"
+RIGHT, WRONG = "answer 25+(7*3)\n" + EOS, "answer 25+7+3\n" + EOS
+
+
+def scripted():
+    """After step 1: 3 of 4 rollouts correct. After steps 1–2: 1 of 4. (The full solution is terminal: no rollouts.)"""
+    outcomes = {P.prompt + S1: [RIGHT, RIGHT, WRONG, RIGHT], P.prompt + S1 + S2: [WRONG, WRONG, RIGHT, WRONG]}
+
+    def script(prompt, n):
+        return outcomes.get(prompt, [WRONG] * n)[:n]
+
+    return ScriptedPolicy(script)
+
+
+def test_mc_targets_hard_is_any_correct_soft_is_fraction():
+    assert mc_targets([[1, 0, 0, 0], [0, 0], [1, 1, 1.0], []]) == ([1.0, 0.0, 1.0, 0.0], [0.25, 0.0, 1.0, 0.0])
+
+
+def test_mc_labels_on_known_rollouts_one_batched_call():
+    policy = scripted()
+    [rec] = mc_labels(policy, TASK, [P], [S1 + S2 + S3], m=4)
+    assert rec.steps == [S1, S2, S3]
+    assert rec.soft == [0.75, 0.25, 1.0]
+    assert rec.hard == [1.0, 1.0, 1.0]
+    assert rec.outcome == 1.0
+    assert policy.calls == 1 and policy.prompts[0] == [P.prompt + S1, P.prompt + S1 + S2]  # terminal step: no rollouts
+
+
+def test_mc_labels_hard_zero_when_no_rollout_succeeds_and_wrong_answer_terminal():
+    policy = ScriptedPolicy(lambda prompt, n: [WRONG] * n)
+    [rec] = mc_labels(policy, TASK, [P], [S1 + "answer 3+7+25\n"], m=3)
+    assert rec.hard == [0.0, 0.0] and rec.soft == [0.0, 0.0] and rec.outcome == 0.0
+
+
+def test_step_prefixes():
+    assert step_prefixes(["a\n", "b\n"]) == ["a\n", "a\nb\n"]
+
+
+def test_q_margin_pairs_prefers_the_higher_q_sibling():
+    a = StepLabels(P, ["x\n", "good\n"], soft=[0.5, 0.9])
+    b = StepLabels(P, ["x\n", "bad\n"], soft=[0.5, 0.2])
+    c = StepLabels(P, ["x\n", "meh\n"], soft=[0.5, 0.7])
+    pairs = q_margin_pairs([a, b, c], margin=0.5)
+    assert len(pairs) == 1
+    assert (pairs[0].prefix, pairs[0].chosen, pairs[0].rejected) == (("x\n",), "good\n", "bad\n")
+    assert pairs[0].margin == pytest.approx(0.7)
+    assert len(q_margin_pairs([a, b, c], margin=0.1)) == 2
