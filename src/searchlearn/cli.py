@@ -1,4 +1,4 @@
-"""`searchlearn` command line: demo | init | eval | search."""
+"""`searchlearn` command line: demo | init | eval | search | reward | loop."""
 
 from __future__ import annotations
 
@@ -144,8 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", required=True, help="checkpoint directory (e.g. runs/demo/policy)")
     p.add_argument("--strategies", default="bon,beam,dvts,mcts", help="comma list of bon,beam,dvts,mcts,revision")
     p.add_argument("--budgets", default="4,16,64", help="comma list of budgets n (best-of-N units)")
-    p.add_argument("--scorer", default="confidence", choices=("confidence", "gold"),
-                   help="process scorer: the policy's own confidence, or Countdown's gold labels (an oracle)")
+    p.add_argument("--scorer", default="confidence",
+                   help="process scorer: confidence (the policy's own), gold (Countdown's exact labels, an oracle) "
+                        "or learned:DIR (a PRM from `searchlearn reward train`)")
     p.add_argument("--aggregate", default="last", choices=("last", "min", "prod", "mean"),
                    help="how a path's step scores rank it")
     p.add_argument("--width", type=int, default=4, help="beam/DVTS width and MCTS expansion k")

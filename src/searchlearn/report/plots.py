@@ -54,7 +54,8 @@ def rounds(rows: list[dict], path: str | Path) -> Path:
     """Held-out accuracy per expert-iteration round (round 0 = the initialized policy)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     xs = [r["round"] for r in rows]
-    for key, style in (("pass@1", "o-"), ("maj@16", "s--"), ("pass@16", "^:")):
+    largest = max((int(k.split("@")[1]) for k in rows[0] if k.startswith("pass@")), default=1)
+    for key, style in (("pass@1", "o-"), (f"maj@{largest}", "s--"), (f"pass@{largest}", "^:")):
         if all(key in r for r in rows):
             ax.plot(xs, [r[key] for r in rows], style, label=key)
     ax.set_xticks(xs)
