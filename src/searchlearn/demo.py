@@ -17,7 +17,7 @@ import torch
 
 from searchlearn import progress
 from searchlearn.config import to_dict
-from searchlearn.evaluate import evaluate
+from searchlearn.evaluate import evaluate, headline
 from searchlearn.learn import checkpoint
 from searchlearn.learn.expert_iteration import ExpertIterationConfig, collect
 from searchlearn.learn.sft import SFTConfig, train_sft
@@ -169,7 +169,7 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
     model = LlamaForCausalLM.from_pretrained(run.ckpt("init"))
     policy = LocalPolicy(model, tokenizer)
     stages["eval_init"] = timed_stage("eval_init", lambda: evaluation(policy, cfg.seed))
-    rows = [{"round": 0, **_headline(stages["eval_init"]["metrics"], ev.ks)}]
+    rows = [{"round": 0, **headline(stages["eval_init"]["metrics"], ev.ks)}]
 
     # 2. expert iteration rounds
     ei = cfg.expert_iteration
@@ -190,9 +190,9 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
         stages[f"eval_round{r}"] = timed_stage(f"eval_round{r}", lambda r=r: evaluation(policy, cfg.seed))
         m = stages[f"eval_round{r}"]["metrics"]
         rows.append({"round": r, "learner": "expert_iteration", "searcher": f"best_of_{ei.samples_per_problem}",
-                     **_headline(m, ev.ks),
+                     **headline(m, ev.ks),
                      "train_generated_tokens": stages[f"round{r}"]["collect"]["ledger/generated_tokens"]})
-        run.log({"phase": "eval", "round": r, **{f"search/{k}": v for k, v in _headline(m, ev.ks).items()}})
+        run.log({"phase": "eval", "round": r, **{f"search/{k}": v for k, v in headline(m, ev.ks).items()}})
 
     final = stages[f"eval_round{ei.rounds}"] if ei.rounds else stages["eval_init"]
 
@@ -207,8 +207,8 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
         write_json(run.out / "search_curves.json", stages["sweep"]["rows"])
         plot_curves(stages["sweep"]["rows"], run.out / "search_curves.png", "Test-time search on the final policy")
     metrics = {
-        "init": _headline(stages["eval_init"]["metrics"], ev.ks),
-        "final": _headline(final["metrics"], ev.ks),
+        "init": headline(stages["eval_init"]["metrics"], ev.ks),
+        "final": headline(final["metrics"], ev.ks),
         "rounds": rows,
         "wall_seconds": sum(s["seconds"] for s in stages.values()),
         "params": n_params,
@@ -223,12 +223,3 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
     progress.say(f"wrote {run.out / 'report.html'}: greedy pass@1 {metrics['init']['pass@1']:.3f} → "
                  f"{metrics['final']['pass@1']:.3f} in {metrics['wall_seconds']:.0f} s")
     return metrics
-
-
-def _headline(metrics: dict, ks) -> dict:
-    out = {"pass@1": metrics["pass@1"]}
-    for k in ks:
-        out[f"maj@{k}"] = metrics[f"maj@{k}"]
-        if k > 1:
-            out[f"pass@{k}"] = metrics[f"pass@{k}"]
-    return out

@@ -52,3 +52,13 @@ def evaluate(policy, task, problems: Sequence[Problem], n: int = 16, ks: Sequenc
     examples = [{"prompt": p.prompt, "completion": r.trajectories[0].completion, "reward": r.trajectories[0].reward}
                 for p, r in zip(problems[:8], greedy[:8])]
     return {"metrics": metrics, "examples": examples}
+
+
+def headline(metrics: dict, ks: Sequence[int]) -> dict:
+    """The columns reports and rounds show: greedy pass@1, maj@k for each k, pass@k for each k > 1."""
+    out = {"pass@1": metrics["pass@1"]}
+    for k in ks:
+        out[f"maj@{k}"] = metrics[f"maj@{k}"]
+        if k > 1:
+            out[f"pass@{k}"] = metrics[f"pass@{k}"]
+    return out

@@ -23,7 +23,7 @@ from typing import Callable
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
 from searchlearn.demo import Run, build_model, init_examples
-from searchlearn.evaluate import evaluate
+from searchlearn.evaluate import evaluate, headline
 from searchlearn.learn import checkpoint
 from searchlearn.learn.sft import train_sft
 from searchlearn.loop_config import LoopConfig, PhaseConfig
@@ -41,16 +41,6 @@ from searchlearn.tasks.countdown import CountdownTask
 def round_seed(seed: int, r: int) -> int:
     """The seed of round r: its training problems, search, and learner (disjoint from the demo's 0, 1000·s + r)."""
     return 1_000_003 * (seed + 1) + 7919 * r
-
-
-def headline(metrics: dict, ks) -> dict:
-    """The per-round columns: greedy pass@1, maj@k for each k, pass@k for each k > 1."""
-    out = {"pass@1": metrics["pass@1"]}
-    for k in ks:
-        out[f"maj@{k}"] = metrics[f"maj@{k}"]
-        if k > 1:
-            out[f"pass@{k}"] = metrics[f"pass@{k}"]
-    return out
 
 
 def searcher_label(phase: PhaseConfig) -> str:
