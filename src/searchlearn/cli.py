@@ -85,12 +85,37 @@ def cmd_eval(args) -> None:
         sys.exit(2)
     test = format_problems(test, policy.tokenizer, task.name, args.prompt)  # chat template; a TaskTokenizer: as is
     ev = cfg.eval
+    if args.search != "bon":
+        return _eval_search(args, cfg, policy, task, test, samples)
     result = evaluate(policy, task, test, n=samples, ks=ks, temperature=ev.temperature,
                       max_new_tokens=ev.max_new_tokens, seed=cfg.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
     print(" ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items() if "@" in k))
+
+
+def _eval_search(args, cfg, policy, task, test, budget: int) -> None:
+    """`eval --search beam|dvts|mcts`: one tree search at one budget → OUT/metrics.json and OUT/search_curves.*."""
+    from searchlearn.report.metrics import write_json
+    from searchlearn.search.sweep import SweepConfig, sweep, write_curves
+
+    ev = cfg.eval
+    try:
+        sweep_cfg = SweepConfig(strategies=(args.search,), budgets=(budget,), scorer=args.scorer,
+                                max_new_tokens=ev.max_new_tokens, temperature=ev.temperature,
+                                step_tokens=args.step_tokens or ev.max_new_tokens, seed=cfg.seed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    (row,) = sweep(policy, task, test, sweep_cfg)
+    metrics = {"search/strategy": args.search, "search/budget": budget, "search/scorer": args.scorer,
+               "search/accuracy": row["accuracy"], "ledger/generated_tokens": row["generated_tokens"],
+               "ledger/reward_tokens": row["reward_tokens"], "ledger/prefilled_tokens": row["prefilled_tokens"]}
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(args.out) / "metrics.json", {"metrics": metrics, "problems": len(test)})
+    write_curves([row], args.out, f"{len(test)} problems, {args.search} guided by {args.scorer}")
+    print(f"{args.search} n={budget}: accuracy={row['accuracy']:.3f} "
+          f"generated_tokens/problem={row['generated_tokens']:.0f}")
 
 
 def cmd_search(args) -> None:
@@ -138,6 +163,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="system prompt for chat models: none, the task's instruction, or the reasoning-behaviour "
                         "prompt (prompt-based policy initialization)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--search", default="bon", choices=("bon", "beam", "dvts", "mcts"),
+                   help="bon: best-of-N (pass@k, maj@k); beam/dvts/mcts: that tree search at --budget")
+    p.add_argument("--scorer", default="confidence",
+                   help="process scorer guiding a tree search: confidence, gold (Countdown only) or learned:DIR")
+    p.add_argument("--step-tokens", type=int, help="most tokens per step of a tree search (default: max_new_tokens)")
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("search", help="sweep search strategies × budgets on held-out problems: scaling curves")
     _common(p, "runs/search")

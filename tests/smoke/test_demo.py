@@ -60,6 +60,16 @@ def test_eval_command_on_the_demo_policy(quick_run, tmp_path):
     assert result["metrics"]["pass@1"] == pytest.approx(final["pass@1"])  # same policy, same problems, greedy
 
 
+def test_eval_with_gold_guided_beam_on_the_demo_policy(quick_run, tmp_path):
+    out, _ = quick_run
+    proc = run_cli("eval", "--quick", "--model", str(out / "policy"), "--search", "beam", "--scorer", "gold",
+                   "--budget", "4", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
+    assert metrics["search/scorer"] == "gold" and 0.0 <= metrics["search/accuracy"] <= 1.0
+    assert metrics["ledger/generated_tokens"] > 0 and metrics["ledger/reward_tokens"] == 0  # the oracle costs nothing
+
+
 def test_killed_demo_resumes_to_the_same_result(quick_run, tmp_path):
     out, _ = quick_run
     proc = subprocess.Popen([sys.executable, "-m", "searchlearn.cli", "demo", "--quick", "--out", str(tmp_path)],

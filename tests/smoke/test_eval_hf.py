@@ -49,3 +49,19 @@ def test_eval_reports_a_malformed_line(tmp_path):
     data.write_text(json.dumps(ROWS[0]) + "\n")
     proc = run_cli("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
     assert proc.returncode == 2 and "no such model directory" in proc.stderr
+
+
+def test_eval_with_a_tree_search_on_math(tmp_path):
+    model = tiny_checkpoint(tmp_path / "model", "llama")
+    data = tmp_path / "five.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    out = tmp_path / "beam"
+    proc = run_cli("eval", "--model", str(model), "--data", str(data), "--search", "beam", "--budget", "4",
+                   "--out", str(out), "--set", "eval.max_new_tokens=8", "--step-tokens", "4")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert metrics["search/strategy"] == "beam" and metrics["search/budget"] == 4
+    assert 0.0 <= metrics["search/accuracy"] <= 1.0
+    assert 0 < metrics["ledger/generated_tokens"] <= 4 * 8  # the budget caps tokens (eos included) at n × max_new
+    rows = json.loads((out / "search_curves.json").read_text())
+    assert [(r["strategy"], r["budget"]) for r in rows] == [("beam", 4)]

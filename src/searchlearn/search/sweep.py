@@ -37,6 +37,7 @@ class SweepConfig:
     sequential: int = 4  # revision: attempts per chain
     temperature: float = 1.0  # sampling temperature of every strategy
     max_new_tokens: int = 128  # completion cap
+    step_tokens: int = 32  # most tokens in one step (raise it for tasks with paragraph-long steps, e.g. math)
     seed: int = 0  # seeds every search
 
     def __post_init__(self) -> None:
@@ -74,7 +75,8 @@ def sweep(policy, task, problems: Sequence[Problem], cfg: SweepConfig,
 
 def run_strategy(name: str, policy, task, problems: Sequence[Problem], scorer, n: int, cfg: SweepConfig
                  ) -> list[SearchResult]:
-    common = dict(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    common = dict(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                  step_tokens=cfg.step_tokens, delimiter=getattr(task, "step_delimiter", "\n"))
     budget = Budget(n)
     if name in ("beam", "dvts"):
         beam_cfg = BeamConfig(width=min(cfg.width, n), aggregate=cfg.aggregate, **common)
