@@ -10,23 +10,13 @@ import transformers
 
 from searchlearn.policy.engine import Engine
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM, sequence_logprobs
+from searchlearn.policy.tiny import spread_weights
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import SamplingParams
 
 TOK = TaskTokenizer(words=("answer", "check", "back", "no", "yes", "ok"), max_number=99)
 TOL = 1e-4
 transformers.logging.set_verbosity_error()
-
-
-def spread_weights(model: torch.nn.Module, seed: int = 0) -> None:
-    """Re-draw weights at a larger scale than the 0.02 init, so logits are far from uniform and mistakes show."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(0.5 + torch.rand(p.shape, generator=g))
-            else:
-                p.copy_(torch.randn(p.shape, generator=g) * (1.0 if "embed" in name else 0.15))
 
 
 def hf_model(tie: bool, kv_heads: int, seed: int = 0) -> transformers.LlamaForCausalLM:

@@ -113,22 +113,11 @@ def load_state_dict(files: list[Path], device: str = "cpu") -> dict[str, torch.T
 
 def native_model(config: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype | None = torch.float32
                  ) -> LlamaForCausalLM:
-    """The project's model holding `state` (HF parameter names); strict: every parameter filled, nothing left over."""
-    state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
+    """The project's model holding `state` (HF parameter names); a non-zero o_proj bias is unsupported."""
     for key in [k for k in state if k.endswith("o_proj.bias")]:  # HF Llama's attention_bias also biases o_proj
-        if state.pop(key).any():
+        if state[key].any():
             raise UnsupportedCheckpoint(f"{key} is non-zero: o_proj biases are not supported")
-    if config.tie_word_embeddings:
-        state.pop("lm_head.weight", None)
-    with torch.device("meta"):
-        model = LlamaForCausalLM(config)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
-    if missing or unexpected:
-        raise ValueError(f"checkpoint does not fit a {config.num_hidden_layers}-layer model: missing {missing[:8]}, "
-                         f"unexpected {unexpected[:8]}")
-    model.tie_weights()
-    return model.to(dtype=dtype) if dtype is not None else model
+    return LlamaForCausalLM.from_state_dict(config, state, dtype)
 
 
 # -- loading ----------------------------------------------------------------------------------------------------

@@ -364,7 +364,12 @@ class LlamaForCausalLM(nn.Module):
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | None = None, device="cpu") -> LlamaForCausalLM:
         """Load a directory written by `save_pretrained` or by HF (Llama, single-file safetensors)."""
         config = LlamaConfig.from_dict(json.loads((Path(directory) / CONFIG_NAME).read_text()))
-        state = load_file(str(Path(directory) / WEIGHTS_NAME), device=str(device))
+        return cls.from_state_dict(config, load_file(str(Path(directory) / WEIGHTS_NAME), device=str(device)), dtype)
+
+    @classmethod
+    def from_state_dict(cls, config: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype | None = None
+                        ) -> LlamaForCausalLM:
+        """The model holding `state` (HF parameter names); strict: every parameter filled, nothing left over."""
         state = {k: v for k, v in state.items() if not k.endswith("rotary_emb.inv_freq")}
         for key in [k for k in state if k.endswith("o_proj.bias")]:  # HF Llama's attention_bias also biases o_proj
             if state.pop(key).any():
@@ -376,7 +381,8 @@ class LlamaForCausalLM(nn.Module):
         missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
         missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
         if missing or unexpected:
-            raise ValueError(f"checkpoint mismatch: missing {missing}, unexpected {unexpected}")
+            raise ValueError(f"checkpoint does not fit a {config.num_hidden_layers}-layer model: "
+                             f"missing {missing[:8]}, unexpected {unexpected[:8]}")
         model.tie_weights()
         return model.to(dtype=dtype) if dtype is not None else model
 
