@@ -14,17 +14,18 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help=f"run directory (default {out})")
     p.add_argument("--config", help="YAML file of DemoConfig keys (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set init.steps=500 --set task.k=4")
+                   help="override a config key, e.g. --set init.sft.steps=500 --set task.k=4 --set phases.1.rounds=2")
     p.add_argument("--quick", action="store_true", help="the ≤60 s smoke profile")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
 
 
 def _config(args):
     from searchlearn.demo import DemoConfig, quick
+    from searchlearn.loop_config import load_loop_config
 
     base = quick(DemoConfig()) if args.quick else DemoConfig()
     overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-    return load(DemoConfig, args.config, overrides, base=base)
+    return load_loop_config(args.config, overrides, cls=DemoConfig, base=base)
 
 
 def cmd_demo(args) -> None:
@@ -35,22 +36,22 @@ def cmd_demo(args) -> None:
 
 def cmd_init(args) -> None:
     """Policy initialization only: traces → SFT → a checkpoint directory at OUT/policy."""
-    from searchlearn.demo import build_model, init_examples
+    from searchlearn.initialize import build_model, init_examples, task_tokenizer
     from searchlearn.learn.sft import train_sft
-    from searchlearn.policy.tokenizer import TaskTokenizer
     from searchlearn.report.metrics import MetricsLog
     from searchlearn.tasks.countdown import CountdownTask
 
     cfg = _config(args)
     task = CountdownTask(cfg.task)
-    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate, digits=cfg.model.digit_tokens)
-    model = build_model(cfg, tokenizer)
+    tokenizer = task_tokenizer(task, cfg.init.model)
+    model = build_model(cfg.init.model, tokenizer, cfg.seed)
     out = Path(args.out)
     if not args.resume:
         shutil.rmtree(out / "policy", ignore_errors=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    stats = train_sft(model, init_examples(task, tokenizer, cfg), cfg.init, tokenizer.pad_id, out / "policy",
-                      tokenizer, MetricsLog(out / "metrics.jsonl"), name="init")
+    examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed)
+    stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, out / "policy", tokenizer,
+                      MetricsLog(out / "metrics.jsonl"), name="init")
     print(f"initialized policy at {out / 'policy'}: final loss {stats['loss']:.4f} after {stats['steps']} steps")
 
 
@@ -61,10 +62,11 @@ def _budget_ks(n: int) -> tuple[int, ...]:
 
 def cmd_eval(args) -> None:
     """Best-of-N evaluation of a checkpoint (searchlearn, HF directory or .gguf): greedy pass@1, maj@k, pass@k on
-    held-out Countdown problems, or on a math JSONL file (--data, --task math)."""
+    held-out Countdown problems, or on a math JSONL file (--data, --task math) → OUT/metrics.json, OUT/report.html."""
     from searchlearn.evaluate import evaluate
     from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
     from searchlearn.policy.prompts import format_problems
+    from searchlearn.report.eval_report import build_eval_report
     from searchlearn.report.metrics import write_json
     from searchlearn.tasks.countdown import CountdownTask
     from searchlearn.tasks.math import MathDataError, MathTask
@@ -78,7 +80,7 @@ def cmd_eval(args) -> None:
         raise ConfigError(f"--budget must be >= 1, got {samples}")
     try:
         task = MathTask.from_file(args.data) if task_name == "math" else CountdownTask(cfg.task)
-        test = task.problems("test", cfg.data.n_test, seed=cfg.seed + 1)
+        test = task.problems("test", cfg.eval.problems, seed=cfg.seed + 1)
         policy = load_policy(args.model, device=args.device, backend=args.backend)
     except (MathDataError, UnsupportedCheckpoint) as e:
         print(f"searchlearn eval: {e}", file=sys.stderr)
@@ -92,13 +94,17 @@ def cmd_eval(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
+    build_eval_report(out, result, args.model, task.name, ks)
     print(" ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items() if "@" in k))
 
 
 def _eval_search(args, cfg, policy, task, test, budget: int) -> None:
-    """`eval --search beam|dvts|mcts`: one tree search at one budget → OUT/metrics.json and OUT/search_curves.*."""
+    """`eval --search beam|dvts|mcts`: one tree search at one budget → OUT/metrics.json, OUT/search_curves.* and
+    OUT/report.html (with the chosen answers of the first problems)."""
+    from searchlearn.report.eval_report import build_eval_report
     from searchlearn.report.metrics import write_json
-    from searchlearn.search.sweep import SweepConfig, sweep, write_curves
+    from searchlearn.reward.process import make_scorer
+    from searchlearn.search.sweep import SweepConfig, result_row, run_strategy, write_curves
 
     ev = cfg.eval
     try:
@@ -107,13 +113,18 @@ def _eval_search(args, cfg, policy, task, test, budget: int) -> None:
                                 step_tokens=args.step_tokens or ev.max_new_tokens, seed=cfg.seed)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    (row,) = sweep(policy, task, test, sweep_cfg)
+    results = run_strategy(args.search, policy, task, test, make_scorer(args.scorer, task, policy), budget, sweep_cfg)
+    row = {**result_row(args.search, budget, task, test, results), "scorer": args.scorer, "problems": len(test)}
+    examples = [{"prompt": p.prompt, "completion": r.answer or "", "reward": task.verify(p, r.answer or "").score}
+                for p, r in zip(test[:8], results[:8])]
     metrics = {"search/strategy": args.search, "search/budget": budget, "search/scorer": args.scorer,
                "search/accuracy": row["accuracy"], "ledger/generated_tokens": row["generated_tokens"],
                "ledger/reward_tokens": row["reward_tokens"], "ledger/prefilled_tokens": row["prefilled_tokens"]}
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    write_json(Path(args.out) / "metrics.json", {"metrics": metrics, "problems": len(test)})
+    result = {"metrics": metrics, "problems": len(test), "examples": examples}
+    write_json(Path(args.out) / "metrics.json", result)
     write_curves([row], args.out, f"{len(test)} problems, {args.search} guided by {args.scorer}")
+    build_eval_report(args.out, result, args.model, task.name)
     print(f"{args.search} n={budget}: accuracy={row['accuracy']:.3f} "
           f"generated_tokens/problem={row['generated_tokens']:.0f}")
 
@@ -166,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--search", default="bon", choices=("bon", "beam", "dvts", "mcts"),
                    help="bon: best-of-N (pass@k, maj@k); beam/dvts/mcts: that tree search at --budget")
     p.add_argument("--scorer", default="confidence",
-                   help="process scorer guiding a tree search: confidence, gold (Countdown only) or learned:DIR")
+                   help="process scorer guiding a tree search: confidence, selfeval (the policy's own verdict), "
+                        "gold (Countdown only) or learned:DIR")
     p.add_argument("--step-tokens", type=int, help="most tokens per step of a tree search (default: max_new_tokens)")
     p.set_defaults(fn=cmd_eval)
     p = sub.add_parser("search", help="sweep search strategies × budgets on held-out problems: scaling curves")
@@ -175,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--strategies", default="bon,beam,dvts,mcts", help="comma list of bon,beam,dvts,mcts,revision")
     p.add_argument("--budgets", default="4,16,64", help="comma list of budgets n (best-of-N units)")
     p.add_argument("--scorer", default="confidence",
-                   help="process scorer: confidence (the policy's own), gold (Countdown's exact labels, an oracle) "
+                   help="process scorer: confidence (the policy's own), selfeval (its own verdict on each step), gold "
+                        "(Countdown's exact labels, an oracle) "
                         "or learned:DIR (a PRM from `searchlearn reward train`)")
     p.add_argument("--aggregate", default="last", choices=("last", "min", "prod", "mean"),
                    help="how a path's step scores rank it")

@@ -6,12 +6,28 @@ maj@k averages majority-vote correctness over the n/k disjoint groups of k sampl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from math import comb
 from typing import Sequence
 
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.best_of_n import majority_vote, sample
 from searchlearn.types import Ledger, Problem, SamplingParams
+
+
+@dataclass
+class EvalConfig:
+    problems: int = 200  # held-out problems (Countdown: their targets never appear in training)
+    samples: int = 16  # N samples per held-out problem
+    ks: tuple[int, ...] = (1, 4, 16)  # k of maj@k and pass@k
+    temperature: float = 1.0  # sampling temperature for maj@k / pass@k
+    max_new_tokens: int = 192  # completion cap
+
+    def __post_init__(self) -> None:
+        if self.problems < 1:
+            raise ValueError("eval.problems must be >= 1")
+        if any(k > self.samples or self.samples % k for k in self.ks):
+            raise ValueError(f"every k in {self.ks} must divide samples={self.samples}")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

@@ -7,7 +7,7 @@ Round r of a phase (loop_config.PhaseConfig):
      DPO: correct × incorrect solutions; step-DPO: sibling steps of the trees) and trains on it; an online learner
      (GRPO family, PPO) samples its own rollouts from the round's problems;
   3. evaluate: held-out greedy pass@1, maj@k and pass@k (evaluate.py), the demo's held-out split.
-Every stage's result is written atomically under OUT/stages/ (demo.Run), the search stage with the learner's data, and
+Every stage's result is written atomically under OUT/stages/ (run.Run), the search stage with the learner's data, and
 every learner checkpoints under OUT/ckpt/round{r}, so `--resume` continues a killed run at the interrupted stage:
 finished stages are read back, an interrupted learner resumes from its last checkpoint, nothing is redone.
 Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, rounds), report.html, OUT/policy.
@@ -16,26 +16,24 @@ Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, roun
 from __future__ import annotations
 
 import time
-from html import escape
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
-from searchlearn.demo import Run, build_model, init_examples
 from searchlearn.evaluate import evaluate, headline
+from searchlearn.initialize import initialize
 from searchlearn.learn import checkpoint
-from searchlearn.learn.sft import train_sft
 from searchlearn.loop_config import LoopConfig, PhaseConfig
 from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS, label_outcomes
-from searchlearn.policy.hf import load_policy
+from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.prompts import format_problems
-from searchlearn.policy.tokenizer import TaskTokenizer
-from searchlearn.report import html, plots
-from searchlearn.report.loop_plots import accuracy_vs_compute, reward_curves
+from searchlearn.report.build import build_report
 from searchlearn.report.metrics import write_json
+from searchlearn.run import Run
 from searchlearn.tasks.countdown import CountdownTask
+from searchlearn.types import Problem
 
 
 def round_seed(seed: int, r: int) -> int:
@@ -53,43 +51,41 @@ def searcher_label(phase: PhaseConfig) -> str:
 
 
 def load_local(path: str | Path) -> LocalPolicy:
-    """A checkpoint as a LocalPolicy (the project's engine and model: what the learners train)."""
-    policy = load_policy(path, backend="native")
+    """A checkpoint as a LocalPolicy (the project's engine and model: what the learners train): a searchlearn
+    checkpoint or a Hugging Face Llama/Qwen2/Mistral one; any other is a ConfigError saying why."""
+    try:
+        policy = load_policy(path, backend="native")
+    except UnsupportedCheckpoint as e:
+        reason = str(e).removesuffix("; load it with backend='transformers'")
+        raise ConfigError(f"{path}: the loop trains the project's own model (Llama/Qwen2/Mistral checkpoints), which "
+                          f"cannot hold this one: {reason}. `searchlearn eval --backend transformers` can evaluate it, "
+                          "but the loop cannot train it") from e
     if not isinstance(policy, LocalPolicy):
         raise ValueError(f"{path}: the loop trains the project's own model; this checkpoint loads as {type(policy)}")
     return policy
 
 
-class _Stages:
-    """Timed, atomic, resumable stages of one run: a finished stage is read back, never redone."""
+@dataclass
+class Trained:
+    """What the rounds leave: the final policy, the task and held-out problems, one row per round."""
 
-    def __init__(self, run: Run):
-        self.run, self.results = run, {}
-
-    def __call__(self, name: str, fn: Callable[[], dict]) -> dict:
-        result = self.run.done(name)
-        if result is None:
-            t0 = time.time()
-            result = fn()
-            result["seconds"] = time.time() - t0
-            write_json(self.run.stage(name), result)
-        self.results[name] = {k: v for k, v in result.items() if k != "data"}
-        return result
+    policy: LocalPolicy
+    task: CountdownTask
+    test: list[Problem]
+    rows: list[dict]
+    n_params: int
 
 
-def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = False) -> dict:
-    """Run (or, with `resume`, continue) the loop in `out`; returns metrics.json's content."""
-    t_start = time.time()
-    if cfg.init_from and Path(cfg.init_from).resolve().is_relative_to(Path(out).resolve()):
-        raise ConfigError(f"the run directory {out} holds init_from {cfg.init_from}, which the run would overwrite; "
-                          "choose another --out")
-    run = Run(out, resume)
-    write_json(run.out / "config.json", to_dict(cfg))
+def train(cfg: LoopConfig, run: Run) -> Trained:
+    """Initial policy (`init_from`, or policy initialization here), its held-out evaluation, then every round:
+    search → reward → learn → evaluate, each a resumable stage of `run`."""
     task = CountdownTask(cfg.task)
-    stage = _Stages(run)
     ks = list(cfg.eval.ks)
-
-    current = _initial_policy(cfg, run, task, stage)
+    current = Path(cfg.init_from) if cfg.init_from else initialize(run, task, cfg.init, cfg.seed)
+    if not current.exists():
+        raise FileNotFoundError(f"init_from {current}: no such checkpoint; run `searchlearn demo` (or `searchlearn "
+                                "init`) first, point init_from at a checkpoint, or set init_from: null to "
+                                "initialize a policy here (init.* settings)")
     policy = load_local(current)
     test = format_problems(task.problems("test", cfg.eval.problems, seed=cfg.seed + 1), policy.tokenizer, task.name,
                            cfg.prompt)
@@ -104,69 +100,67 @@ def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = Fals
         return result
 
     n_params = policy.model.num_parameters()
-    init_eval = stage("eval_init", lambda: evaluation(0))["metrics"]
+    init_eval = run.stage("eval_init", lambda: evaluation(0))["metrics"]
     rows = [{"round": 0, "learner": "init", "searcher": "", **headline(init_eval, ks), "train_generated_tokens": 0}]
     for r, phase in cfg.schedule():
         name = f"round{r}"
-        learned = _round(r, phase, cfg, run, task, policy, stage)
+        learned = _round(r, phase, cfg, run, task, policy)
         if checkpoint.exists(run.ckpt(name)):
-            current = run.ckpt(name)
-            policy = load_local(current)
-        metrics = stage(f"eval_{name}", lambda r=r: evaluation(r))["metrics"]
+            policy = load_local(run.ckpt(name))
+        metrics = run.stage(f"eval_{name}", lambda r=r: evaluation(r))["metrics"]
         rows.append({"round": r, "learner": phase.learner, "searcher": searcher_label(phase), **headline(metrics, ks),
                      "train_generated_tokens": learned["train_generated_tokens"],
                      "train_accuracy": learned.get("train_accuracy")})
+    return Trained(policy, task, test, rows, n_params)
 
-    results = stage.results
-    final = results[f"eval_round{cfg.rounds}"]
-    metrics = {
+
+def summary(cfg: LoopConfig, run: Run, trained: Trained) -> dict:
+    """metrics.json's content: init and final headline figures, one row per round, compute and time."""
+    ks, results = list(cfg.eval.ks), run.results
+    final = results[f"eval_round{cfg.rounds}"]["metrics"]
+    out = {
         "init": headline(results["eval_init"]["metrics"], ks),
-        "final": headline(final["metrics"], ks),
-        "rounds": rows,
-        "train_generated_tokens": sum(row["train_generated_tokens"] for row in rows),
-        "wall_seconds": sum(s["seconds"] for s in results.values()),
-        "run_seconds": time.time() - t_start,
-        "params": n_params,
+        "final": headline(final, ks),
+        "rounds": trained.rows,
+        "train_generated_tokens": sum(row["train_generated_tokens"] or 0 for row in trained.rows),
+        "wall_seconds": run.seconds,
+        "params": trained.n_params,
         "init_from": cfg.init_from,
         "init_detail": results["eval_init"]["metrics"],
-        "final_detail": final["metrics"],
+        "final_detail": final,
     }
+    if "init" in results:
+        out["mean_trace_tokens"] = results["init"]["mean_trace_tokens"]
+    return out
+
+
+def finish(cfg: LoopConfig, run: Run, trained: Trained, metrics: dict, sections=()) -> None:
+    """Write metrics.json, the final policy (OUT/policy) and report.html (with any extra `sections`)."""
     write_json(run.out / "metrics.json", metrics)
-    policy.model.save_pretrained(run.out / "policy")
-    policy.tokenizer.save(run.out / "policy")
-    build_loop_report(run.out, metrics, results, ks, run.log.records(), cfg)
+    trained.policy.model.save_pretrained(run.out / "policy")
+    trained.policy.tokenizer.save(run.out / "policy")
+    online = [f"round{r}" for r, p in cfg.schedule() if LEARNERS[p.learner].kind == "online"]
+    build_report(run.out, metrics, run.results, list(cfg.eval.ks), run.log.records(), online, f"eval_round{cfg.rounds}",
+                 sections)
     progress.say(f"wrote {run.out / 'report.html'}: greedy pass@1 {metrics['init']['pass@1']:.3f} → "
                  f"{metrics['final']['pass@1']:.3f} over {cfg.rounds} rounds in {metrics['wall_seconds']:.0f} s")
+
+
+def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = False) -> dict:
+    """Run (or, with `resume`, continue) the loop in `out`; returns metrics.json's content."""
+    t_start = time.time()
+    if cfg.init_from and Path(cfg.init_from).resolve().is_relative_to(Path(out).resolve()):
+        raise ConfigError(f"the run directory {out} holds init_from {cfg.init_from}, which the run would overwrite; "
+                          "choose another --out")
+    run = Run(out, resume)
+    write_json(run.out / "config.json", to_dict(cfg))
+    trained = train(cfg, run)
+    metrics = {**summary(cfg, run, trained), "run_seconds": time.time() - t_start}
+    finish(cfg, run, trained, metrics)
     return metrics
 
 
-def _initial_policy(cfg: LoopConfig, run: Run, task: CountdownTask, stage: _Stages) -> Path:
-    """The round-0 checkpoint: `init_from`, or policy initialization (the demo's SFT on traces) into OUT/ckpt/init."""
-    if cfg.init_from:
-        path = Path(cfg.init_from)
-        if not path.exists():
-            raise FileNotFoundError(f"init_from {path}: no such checkpoint; run `searchlearn demo` (or `searchlearn "
-                                    "init`) first, point init_from at a checkpoint, or set init_from: null to "
-                                    "initialize a policy here (init.* settings)")
-        return path
-    demo_cfg = cfg.demo_config()
-    tokenizer = TaskTokenizer(task.words, max_number=cfg.task.max_intermediate, digits=cfg.init.model.digit_tokens)
-
-    def initialize() -> dict:
-        model = build_model(demo_cfg, tokenizer)
-        progress.say(f"policy initialization: {cfg.init.n_train} '{cfg.task.style}' traces, "
-                     f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.init.sft.steps} SFT steps")
-        examples = init_examples(task, tokenizer, demo_cfg)
-        stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, run.ckpt("init"), tokenizer, run.log,
-                          name="init")
-        return {"sft": stats, "mean_trace_tokens": sum(len(c) for _, c in examples) / len(examples)}
-
-    stage("init", initialize)
-    return run.ckpt("init")
-
-
-def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: CountdownTask, policy: LocalPolicy,
-           stage: _Stages) -> dict:
+def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: CountdownTask, policy: LocalPolicy) -> dict:
     """Round r's search stage (search learners) and learning stage, one after the other (a finished stage is read
     back). The learner trains `policy.model` in place and checkpoints it to OUT/ckpt/round{r}. Returns the learning
     stage: the learner's stats, train_generated_tokens and train_accuracy."""
@@ -178,8 +172,8 @@ def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Countdow
         progress.say(f"round {r}/{cfg.rounds}: {phase.learner} on {len(problems)} problems, {searcher_label(phase)}")
     searched = None
     if spec.kind == "search":
-        searched = stage(f"{name}_search", lambda: _search(r, phase, problems, policy, task, rewards, seed, run.log))
-    return stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched))
+        searched = run.stage(f"{name}_search", lambda: _search(r, phase, problems, policy, task, rewards, seed, run.log))
+    return run.stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched))
 
 
 def _learn(r: int, phase: PhaseConfig, run: Run, policy: LocalPolicy, problems, rewards, seed: int,
@@ -218,41 +212,3 @@ def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: i
              **{f"ledger/{k}": v for k, v in spent.items()}}
     log({"phase": f"round{r}_search", "round": r, **stats})
     return {"stats": stats, "data": data}
-
-
-def build_loop_report(out: Path, metrics: dict, stages: dict, ks: list[int], records: list[dict], cfg: LoopConfig
-                      ) -> Path:
-    """report.html: held-out accuracy (init vs final, per round), loss and reward curves, training compute, traces."""
-    online = [f"round{r}" for r, p in cfg.schedule() if LEARNERS[p.learner].kind == "online"]
-    losses = [rec for rec in records if rec.get("phase") not in online]  # SFT / DPO losses (RL losses are signed)
-    figures = [
-        plots.pass_at_k({"init": metrics["init_detail"], "final": metrics["final_detail"]}, ks, out / "pass_at_k.png"),
-        plots.rounds(metrics["rounds"], out / "rounds.png"),
-        accuracy_vs_compute(metrics["rounds"], out / "accuracy_vs_compute.png"),
-    ]
-    if any("learn/loss" in rec for rec in losses):
-        figures.append(plots.loss_curves(losses, out / "loss.png"))
-    if online:
-        figures.append(reward_curves(records, online, out / "reward.png"))
-    summary = (f"<p>{metrics['params'] / 1e6:.2f}M parameters, starting from "
-               f"{escape(str(metrics['init_from'] or 'policy initialization in this run'))}; "
-               f"{len(metrics['rounds']) - 1} rounds, {metrics['train_generated_tokens']:,} tokens generated by "
-               f"training-time search and rollouts, wall time {metrics['wall_seconds']:.0f} s.</p>")
-    columns = list(metrics["init"].keys())
-    round_cols = [c for c in metrics["rounds"][-1] if c != "round"]
-    search_rows = {name.removesuffix("_search"): s["stats"] for name, s in stages.items() if name.endswith("_search")}
-    search_cols = sorted({k for row in search_rows.values() for k in row})
-    sections = [
-        ("Held-out accuracy", summary + html.table({"init": metrics["init"], "final": metrics["final"]}, columns)),
-        ("Rounds", html.table({f"round {row['round']}": row for row in metrics["rounds"]}, round_cols)),
-        ("Figures", "".join(html.image(f) for f in figures)),
-    ]
-    if search_rows:
-        sections.append(("Training-time search", html.table(search_rows, search_cols)))
-    sections += [
-        ("Example traces (initial policy, greedy)", html.examples(stages["eval_init"]["examples"][:4])),
-        ("Example traces (final policy, greedy)", html.examples(stages[f"eval_round{cfg.rounds}"]["examples"][:4])),
-    ]
-    path = out / "report.html"
-    path.write_text(html.page("searchlearn loop report", sections))
-    return path

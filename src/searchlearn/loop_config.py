@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from searchlearn.config import ConfigError, from_dict, load, to_dict
-from searchlearn.demo import DataConfig, DemoConfig, EvalConfig, ModelSize
+from searchlearn.evaluate import EvalConfig
+from searchlearn.initialize import InitConfig
 from searchlearn.learn.dpo import DPOConfig
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.ppo import PPOConfig
@@ -102,34 +103,13 @@ class PhaseConfig:
 
 
 @dataclass
-class InitConfig:
-    model: ModelSize = field(default_factory=ModelSize)  # model size when initializing here (init_from: null)
-    n_train: int = 12000  # policy-initialization traces (one per training problem)
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1500, batch_size=32, lr=3e-3))  # the SFT run
-
-    def __post_init__(self) -> None:
-        if self.n_train < 1:
-            raise ConfigError("init.n_train must be >= 1")
-
-
-@dataclass
-class LoopEvalConfig(EvalConfig):
-    problems: int = 200  # held-out problems (test targets never appear in training); the demo's split and seed
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.problems < 1:
-            raise ConfigError("eval.problems must be >= 1")
-
-
-@dataclass
 class LoopConfig:
     seed: int = 0  # seeds the held-out split (as the demo), each round's problems, searches and learners
     init_from: str | None = "runs/demo/policy"  # starting checkpoint (searchlearn or HF dir); null = initialize here
     init: InitConfig = field(default_factory=InitConfig)  # policy initialization settings, used when init_from is null
     task: CountdownConfig = field(default_factory=lambda: CountdownConfig(style="search"))  # the Countdown task
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
-    eval: LoopEvalConfig = field(default_factory=LoopEvalConfig)  # held-out evaluation after every round
+    eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
     prompt: str = "task"  # system prompt for chat (HF) checkpoints: none | task | reasoning; ignored otherwise
 
     def __post_init__(self) -> None:
@@ -152,22 +132,18 @@ class LoopConfig:
         """(round number r = 1..R, its phase) for every round."""
         return [(r, phase) for r, phase in enumerate((p for p in self.phases for _ in range(p.rounds)), start=1)]
 
-    def demo_config(self) -> DemoConfig:
-        """The demo's config for the same initialization (build_model / init_examples read it)."""
-        return DemoConfig(seed=self.seed, task=self.task, model=self.init.model,
-                          data=DataConfig(n_train=self.init.n_train, n_test=self.eval.problems), init=self.init.sft)
 
-
-def load_loop_config(path: str | Path | None, overrides: list[str] = ()) -> LoopConfig:
-    """Defaults, then the YAML file, then `key.path=value` overrides (a list index is a number: phases.1.rounds=3;
-    new keys are allowed only under a searcher's free-form `options`). Unknown keys raise ConfigError."""
-    config = load(LoopConfig, path)
+def load_loop_config(path: str | Path | None, overrides: list[str] = (), cls: type = LoopConfig, base=None):
+    """Defaults (or `base`), then the YAML file, then `key.path=value` overrides (a list index is a number:
+    phases.1.rounds=3; new keys are allowed only under a searcher's free-form `options`). Unknown keys raise
+    ConfigError. `cls` is LoopConfig or a subclass of it (the demo's DemoConfig)."""
+    config = load(cls, path, base=base)
     if not overrides:
         return config
     data = json.loads(json.dumps(to_dict(config)))  # plain dicts and lists
     for assignment in overrides:
         _assign(data, assignment)
-    return from_dict(LoopConfig, data)
+    return from_dict(cls, data)
 
 
 def _assign(data: dict, assignment: str) -> None:

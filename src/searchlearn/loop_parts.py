@@ -58,7 +58,15 @@ def confidence_rewards(task, policy) -> Rewards:
     return Rewards(VerifierReward(task), ConfidenceScorer(policy, task))
 
 
-REWARDS: dict[str, Callable] = {"verifier": verifier_rewards, "gold": gold_rewards, "confidence": confidence_rewards}
+def selfeval_rewards(task, policy) -> Rewards:
+    """The verifier; tree searches are guided by the policy's self-evaluation of each step (reward/selfeval.py)."""
+    from searchlearn.reward.selfeval import SelfEvalScorer
+
+    return Rewards(VerifierReward(task), SelfEvalScorer(policy, task))
+
+
+REWARDS: dict[str, Callable] = {"verifier": verifier_rewards, "gold": gold_rewards, "confidence": confidence_rewards,
+                                "selfeval": selfeval_rewards}
 
 
 # -- searchers ---------------------------------------------------------------------------------------------------

@@ -259,18 +259,19 @@ def test_sliding_window_shorter_than_the_context_is_refused(tmp_path):
     assert isinstance(load_policy(short, backend="transformers"), TransformersPolicy)
 
 
-def test_rope_scaling_is_refused_with_the_way_out(tmp_path):
-    """Llama 3.x scales RoPE frequencies, which the project's model does not: refused, and the fallback loads it."""
+def test_rope_scaling_loads_natively_and_through_the_fallback(tmp_path):
+    """Llama 3.x scales RoPE frequencies: the project's model reproduces it (more in test_rope_scaling.py), and the
+    transformers backend still loads such a checkpoint."""
     rope = {"rope_type": "llama3", "rope_theta": 500.0, "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
     directory = tiny_checkpoint(tmp_path, "llama", rope_parameters=rope)
-    with pytest.raises(UnsupportedCheckpoint, match="RoPE.*backend='transformers'"):
-        load_policy(directory)
-    policy = load_policy(directory, backend="transformers")
+    native, fallback = load_policy(directory), load_policy(directory, backend="transformers")
+    assert isinstance(native, LocalPolicy) and native.model.config.rope_scaling["rope_type"] == "llama3"
     hf = transformers.AutoModelForCausalLM.from_pretrained(directory).train(False)
+    assert_same_logits(native.model, hf, hf.config.vocab_size)
     ids, _ = batch(hf.config.vocab_size)
     with torch.no_grad():
-        assert torch.equal(policy.model(ids).logits, hf(ids).logits)
+        assert torch.equal(fallback.model(ids).logits, hf(ids).logits)
 
 
 def test_missing_pieces_are_named(checkpoints, tmp_path):

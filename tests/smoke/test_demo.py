@@ -1,4 +1,5 @@
-"""End to end: `searchlearn demo --quick` writes every output, and `--resume` after a kill finishes the run."""
+"""End to end: `searchlearn demo --quick` (initialization, a round of expert iteration, a round of GRPO, a search
+sweep) writes every output, and `--resume` after a kill finishes the run."""
 
 import json
 import os
@@ -34,8 +35,10 @@ def test_quick_demo_writes_all_outputs(quick_run):
         assert set(metrics[phase]) >= {"pass@1", "maj@4", "pass@4"}
         assert all(0.0 <= v <= 1.0 for v in metrics[phase].values())
     assert metrics["params"] > 0 and metrics["wall_seconds"] > 0
-    assert [r["round"] for r in metrics["rounds"]] == [0, 1]
-    assert metrics["rounds"][1]["train_generated_tokens"] > 0
+    assert [r["round"] for r in metrics["rounds"]] == [0, 1, 2]
+    assert [r["learner"] for r in metrics["rounds"][1:]] == ["expert_iteration", "grpo"]  # the loop, with RL in it
+    assert all(r["train_generated_tokens"] > 0 for r in metrics["rounds"][1:])
+    assert metrics["final"] == {k: metrics["rounds"][-1][k] for k in metrics["final"]}
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["learn/loss"] for r in records if r.get("phase") == "init" and "learn/loss" in r]
     assert len(losses) >= 5 and losses[-1] < losses[0]  # initialization learned something
@@ -44,9 +47,19 @@ def test_quick_demo_writes_all_outputs(quick_run):
     assert all({"strategy", "budget", "accuracy", "generated_tokens", "reward_tokens"} <= set(r) for r in curves)
     beam = {r["budget"]: r["generated_tokens"] for r in curves if r["strategy"] == "beam"}
     assert 0 < beam[2] < beam[4]  # a bigger budget spends more tokens
-    for png in ("pass_at_k.png", "loss.png", "rounds.png", "search_curves.png"):
+    assert any(r.get("phase") == "round2" and "learn/reward" in r for r in records)  # GRPO's reward curve
+    for png in ("pass_at_k.png", "loss.png", "rounds.png", "search_curves.png", "reward.png",
+                "accuracy_vs_compute.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    reward = json.loads((out / "reward_eval.json").read_text())
+    assert set(reward) >= {"_data", "confidence", "selfeval", "prm_soft", "orm"}
+    assert all({"step_auc", "first_error_acc", "rerank@4", "outcome_auc", "ece"} <= set(reward[name])
+               for name in ("confidence", "selfeval", "prm_soft", "orm"))
+    assert reward["_data"]["samples"] == 4 and reward["_data"]["problems"] == 8
+    assert (out / "reward" / "prm_soft" / "reward_model.safetensors").exists()
+    assert (out / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text()
+    assert "Reward models against gold labels" in html and "Test-time search" in html
     assert "data:image/png;base64" in html and "-&gt;" in html  # figures and example traces are inlined
     assert (out / "policy" / "model.safetensors").exists()
 

@@ -1,4 +1,5 @@
-"""End to end: `searchlearn eval` on a tiny Hugging Face checkpoint and a 5-line math JSONL writes metrics.json."""
+"""End to end: `searchlearn eval` on a tiny Hugging Face checkpoint and a 5-line math JSONL writes metrics.json and
+report.html."""
 
 import json
 import os
@@ -39,6 +40,10 @@ def test_eval_on_a_hf_checkpoint_and_math_jsonl(tmp_path):
     prompt = result["examples"][0]["prompt"]
     assert prompt.startswith("<|im_start|>system\n") and "Decompose" in prompt  # chat template + reasoning prompt
     assert prompt.endswith("<|im_start|>assistant\n")
+    report = (out / "report.html").read_text()
+    assert f"<td>{metrics['pass@1']:.3f}</td>" in report and f"<td>{metrics['maj@2']:.3f}</td>" in report
+    assert "data:image/png;base64" in report and (out / "pass_at_k.png").read_bytes()[:4] == b"\x89PNG"
+    assert report.count("<pre>") == 4 and "math task" in report  # four greedy traces
 
 
 def test_eval_reports_a_malformed_line(tmp_path):
@@ -65,3 +70,7 @@ def test_eval_with_a_tree_search_on_math(tmp_path):
     assert 0 < metrics["ledger/generated_tokens"] <= 4 * 8  # the budget caps tokens (eos included) at n × max_new
     rows = json.loads((out / "search_curves.json").read_text())
     assert [(r["strategy"], r["budget"]) for r in rows] == [("beam", 4)]
+    report = (out / "report.html").read_text()
+    assert f"<td>{metrics['search/accuracy']:.3f}</td>" in report and "<td>beam</td>" in report
+    assert "ledger/generated_tokens" in report and "data:image/png;base64" in report  # ledger, search_curves.png
+    assert report.count("<pre>") == 4  # the chosen answers of four problems

@@ -41,3 +41,37 @@ def test_reward_train_and_eval(tmp_path, capsys, monkeypatch):
     for name in ("prm_soft", "orm"):
         assert {"step_auc", "first_error_acc", "rerank@2"} <= set(result[name])
     assert "prm_soft" in out and "step_auc" in out
+    # self-evaluation is a baseline beside confidence; every scorer gets its calibration (ECE + reliability bins)
+    for name in ("prm_soft", "orm", "confidence", "selfeval"):
+        r = result[name]
+        assert {"step_auc", "first_error_acc", "rerank@2", "ece", "calibration"} <= set(r)
+        assert len(r["calibration"]) == 10 and sum(b["count"] for b in r["calibration"]) == result["_data"]["steps"]
+        assert r["ece"] is None or 0.0 <= r["ece"] <= 1.0
+    assert "selfeval" in out and "ece=" in out
+    assert (tmp_path / "eval" / "calibration.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_reward_train_disc_two_rounds_and_eval(tmp_path, capsys, monkeypatch):
+    """--kind disc: 2 adversarial rounds (D update, then a GRPO step on D's logit) through the CLI; D is saved like the
+    other heads, the trained policy beside it, and `reward eval --rm` reports D's outcome AUC vs correctness."""
+    monkeypatch.setenv("SEARCHLEARN_QUIET", "1")
+    tok = TaskTokenizer(WORDS, digits=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
+    model.save_pretrained(tmp_path / "policy")
+    tok.save(tmp_path / "policy")
+    policy = str(tmp_path / "policy")
+    main(["reward", "train", "--model", policy, "--kind", "disc", "--rounds", "2", "--problems", "3", "--samples",
+          "2", "--steps", "2", "--batch-size", "4", "--policy-steps", "1", "--out", str(tmp_path / "disc"), *SMALL])
+    assert "discriminator disc (2 rounds)" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "disc" / "reward_config.json").read_text())
+    assert meta["kind"] == "orm" and meta["name"] == "disc" and len(meta["train"]["rounds"]) == 2
+    assert (tmp_path / "disc" / "reward_model.safetensors").is_file()
+    assert (tmp_path / "disc" / "policy" / "config.json").is_file()
+    main(["reward", "eval", "--model", policy, "--rm", str(tmp_path / "disc"), "--problems", "3", "--samples", "2",
+          "--out", str(tmp_path / "eval"), *SMALL])
+    result = json.loads((tmp_path / "eval" / "reward_eval.json").read_text())
+    for name in ("disc", "confidence"):
+        assert {"step_auc", "outcome_auc", "rerank@2"} <= set(result[name])

@@ -26,7 +26,7 @@ def test_unknown_learner_lists_the_valid_ones():
 def test_unknown_searcher_and_reward_list_the_valid_ones():
     with pytest.raises(ConfigError, match="valid searchers: beam, bon, dvts, mcts, revision"):
         SearcherConfig(name="astar")
-    with pytest.raises(ConfigError, match="valid rewards: confidence, gold, verifier"):
+    with pytest.raises(ConfigError, match="valid rewards: confidence, gold, selfeval, verifier"):
         PhaseConfig(reward="orm")
 
 
@@ -86,7 +86,8 @@ def test_shipped_loop_configs_load(path):
 
 
 def test_registries_are_complete():
-    assert {"bon", "beam", "mcts", "revision"} <= set(SEARCHERS) and set(REWARDS) == {"verifier", "gold", "confidence"}
+    assert {"bon", "beam", "mcts", "revision"} <= set(SEARCHERS)
+    assert set(REWARDS) == {"verifier", "gold", "confidence", "selfeval"}
     for name, spec in LEARNERS.items():
         assert spec.kind in ("search", "online"), name
         assert (spec.prepare is not None) == (spec.kind == "search"), name

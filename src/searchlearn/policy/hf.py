@@ -5,7 +5,9 @@ In: `load_policy(path)` reads a local checkpoint without touching the network.
 - Llama, Qwen2 and Mistral (`model_type` llama | qwen2 | mistral) map onto the project's own `LlamaForCausalLM` and
   KV-cache engine — the fast path, a `LocalPolicy`. The parameter names are the same; the config is translated
   (`hf_to_native_config`): Qwen2's q/k/v biases become `attention_bias`, Mistral's sliding window is accepted when it
-  covers the whole context (then it never masks anything) and refused otherwise.
+  covers the whole context (then it never masks anything) and refused otherwise. RoPE scaling of rope_type "linear"
+  or "llama3" (Llama 3.1/3.2/3.3) is reproduced (rope.py); any other type (yarn, dynamic, longrope, ...) is refused
+  with an error naming it and pointing at backend="transformers".
 - Weights: `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), or `pytorch_model.bin`
   (single or sharded), in any dtype; the policy runs in float32 unless `dtype` says otherwise.
 - A `.gguf` file goes through transformers' GGUF reader (dequantized), then the same mapping.
@@ -65,7 +67,7 @@ def hf_to_native_config(hf: dict) -> LlamaConfig:
         raise UnsupportedCheckpoint(f"layer_types {sorted(set(layer_types))}: only full attention is supported")
     try:
         return LlamaConfig.from_dict(d)
-    except (ValueError, TypeError) as e:  # unsupported activation, RoPE scaling, inconsistent shapes
+    except (ValueError, TypeError) as e:  # unsupported activation, RoPE scaling type, inconsistent shapes
         raise UnsupportedCheckpoint(f"{model_type} checkpoint: {e}; load it with backend='transformers'") from e
 
 

@@ -1,9 +1,10 @@
 """A Llama-style decoder-only transformer whose parameter names are Hugging Face's `LlamaForCausalLM` names.
 
 Architecture (Touvron et al. 2023, "LLaMA"): pre-norm blocks with RMSNorm (Zhang & Sennrich 2019), rotary position
-embeddings (Su et al. 2021, "RoFormer", in HF's rotate_half layout), a SwiGLU MLP (Shazeer 2020) and grouped-query
-attention (Ainslie et al. 2023, "GQA"). Because the names and the maths match HF's, `save_pretrained` writes a directory
-that `transformers.LlamaForCausalLM.from_pretrained` loads, and `from_pretrained` reads HF Llama checkpoints back.
+embeddings (Su et al. 2021, "RoFormer", in HF's rotate_half layout, with linear or Llama 3 frequency scaling: rope.py),
+a SwiGLU MLP (Shazeer 2020) and grouped-query attention (Ainslie et al. 2023, "GQA"). Because the names and the maths
+match HF's, `save_pretrained` writes a directory that `transformers.LlamaForCausalLM.from_pretrained` loads, and
+`from_pretrained` reads HF Llama checkpoints back. The KV cache of incremental decoding is in kv_cache.py.
 Optional q/k/v biases (`attention_bias`, as in Qwen2) let a loader map Qwen2-style weights onto the same module.
 """
 
@@ -18,6 +19,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from searchlearn.policy.kv_cache import KVCache
+from searchlearn.policy.rope import apply_rope, check_rope_scaling, inv_freq, rope_cos_sin
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -35,6 +39,7 @@ class LlamaConfig:
     num_key_value_heads: int | None = None  # key/value heads H_kv (GQA); None = H (multi-head attention)
     max_position_embeddings: int = 2048  # the context length the model is meant for (RoPE itself has no limit)
     rope_theta: float = 10000.0  # RoPE base
+    rope_scaling: dict | None = None  # HF's RoPE scaling: None, or {"rope_type": "linear" | "llama3", ...} (rope.py)
     rms_norm_eps: float = 1e-6  # RMSNorm epsilon
     tie_word_embeddings: bool = False  # lm_head shares the embedding matrix
     attention_bias: bool = False  # biases on q/k/v projections (Qwen2-style); o_proj never has one
@@ -60,10 +65,12 @@ class LlamaConfig:
             raise ValueError(f"head_dim must be even (RoPE rotates pairs), got {self.head_dim}")
         if self.rope_theta <= 0 or self.rms_norm_eps <= 0:
             raise ValueError("rope_theta and rms_norm_eps must be > 0")
+        self.rope_scaling = check_rope_scaling(self.rope_scaling, self.max_position_embeddings)
 
     def to_hf_dict(self) -> dict:
-        """The config.json form: loadable by transformers 4.x (`rope_theta`) and 5.x (`rope_parameters`)."""
-        rope = {"rope_type": "default", "rope_theta": self.rope_theta}
+        """The config.json form: loadable by transformers 4.x (`rope_theta`, `rope_scaling`) and 5.x
+        (`rope_parameters`)."""
+        rope = {"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta}
         return {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **asdict(self), "hidden_act": "silu",
                 "mlp_bias": False, "attention_dropout": 0.0, "initializer_range": 0.02, "rope_parameters": rope}
 
@@ -73,10 +80,9 @@ class LlamaConfig:
         if d.get("hidden_act", "silu") != "silu" or d.get("mlp_bias", False):
             raise ValueError("only SiLU-gated MLPs without bias are supported")
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
-        if rope.get("rope_type", rope.get("type", "default")) != "default":
-            raise ValueError(f"unsupported RoPE scaling {rope}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in known}
+        kwargs["rope_scaling"] = rope or None  # checked (unsupported types refused, by name) in __post_init__
         if "rope_theta" in rope:
             kwargs["rope_theta"] = rope["rope_theta"]
         return cls(**kwargs)
@@ -98,84 +104,9 @@ class RMSNorm(nn.Module):
         return self.weight * h.to(x.dtype)
 
 
-def rope_cos_sin(inv_freq: torch.Tensor, position_ids: torch.Tensor, dtype: torch.dtype):
-    """RoPE tables (Su et al. 2021) for angles θ_{p,i} = p · base^(-2i/D): (B, T) positions -> 2 × (B, 1, T, D).
-
-    HF rotates as x·cos + rotate_half(x)·sin with rotate_half(x1, x2) = (-x2, x1). Equivalently
-    x·cos + roll(x, D/2)·sin_signed where sin_signed = (-sin, sin) over the halves: we return cos and sin_signed.
-    """
-    freqs = position_ids[:, :, None].float() * inv_freq  # (B, T, D/2)
-    cos = torch.cat((freqs.cos(), freqs.cos()), dim=-1)  # (B, T, D)
-    sin = torch.cat((-freqs.sin(), freqs.sin()), dim=-1)
-    return cos.to(dtype)[:, None], sin.to(dtype)[:, None]
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) queries or keys by their positions' angles."""
-    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, dims=-1), sin_signed)
-
-
 def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Boolean mask (True = may attend) -> additive bias: 0 where allowed, the dtype's minimum elsewhere."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, torch.finfo(dtype).min)
-
-
-class KVCache:
-    """Preallocated keys/values, one (B, H_kv, T_max, D) buffer per layer, plus a (B, T_max) key-validity mask.
-
-    All rows share one write position `length` (prompts are left-padded to a common length). `select(index)` reindexes
-    rows: drop finished sequences (compaction, done in place) or repeat a prefilled prompt n times.
-    """
-
-    def __init__(self, config: LlamaConfig, batch_size: int, max_length: int, dtype=torch.float32, device="cpu"):
-        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
-        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)  # True = real token
-        self.length = 0  # positions filled so far
-        self.max_length = max_length
-        self.padded = False  # whether any filled key is padding (then attention needs a mask)
-
-    @property
-    def batch_size(self) -> int:
-        return self.key_mask.shape[0]
-
-    def write_mask(self, mask: torch.Tensor | None, num_new: int) -> torch.Tensor:
-        """Record which of the `num_new` incoming positions are real; returns the (B, L) mask of all keys."""
-        start, end = self.length, self.length + num_new
-        if end > self.max_length:
-            raise ValueError(f"KV cache overflow: {end} > max_length {self.max_length}")
-        self.key_mask[:, start:end] = True if mask is None else mask.bool()
-        self.padded = self.padded or (mask is not None and not bool(mask.bool().all()))
-        return self.key_mask[:, :end]
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append (B, H_kv, T, D) keys/values at `length`; return views of everything cached, (B, H_kv, L, D)."""
-        end = self.length + k.shape[2]
-        self.k[layer][:, :, self.length : end] = k
-        self.v[layer][:, :, self.length : end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-    def select(self, index: torch.Tensor | list[int]) -> None:
-        """Keep rows `index`, in that order (repeats allowed): row i becomes old row index[i].
-
-        Shrinking works in place and copies only the rows that move, so dropping k finished rows with the engine's
-        `compaction_order` costs k row copies, not B. Growing (repeating prompts for n samples) reallocates.
-        """
-        index = torch.as_tensor(index, dtype=torch.long).tolist()
-        n, L, grow = len(index), self.length, len(index) > self.batch_size
-        moved = list(range(n)) if grow else [i for i, j in enumerate(index) if i != j]
-        dst = torch.tensor(moved, dtype=torch.long, device=self.key_mask.device)
-        src = torch.tensor([index[i] for i in moved], dtype=torch.long, device=self.key_mask.device)
-        mask = [self.key_mask[:, None, :, None]]  # (B, 1, T_max, 1): indexed like the K/V buffers
-        for bufs in (self.k, self.v, mask):
-            for i, buf in enumerate(bufs):
-                out = buf.new_empty((n, *buf.shape[1:])) if grow else buf[:n]
-                if moved:  # the right side is gathered into a temporary first, so in place is safe
-                    out[dst, :, :L] = buf[src, :, :L]
-                bufs[i] = out
-        self.key_mask = mask[0][:, 0, :, 0]
-        self.padded = bool((~self.key_mask[:, :L]).any())
 
 
 class Attention(nn.Module):
@@ -267,11 +198,11 @@ class LlamaForCausalLM(nn.Module):
         self.tie_weights()
 
     def reset_rope(self) -> None:
-        """Build the RoPE inverse frequencies base^(-2i/D) exactly as HF does. A plain float32 attribute, not a buffer,
-        so that `model.to(bfloat16)` cannot round it; forward moves it to the input's device when needed."""
-        d = self.config.head_dim
-        exponent = torch.arange(0, d, 2, dtype=torch.int64, device="cpu").float() / d
-        self.inv_freq = 1.0 / (self.config.rope_theta**exponent)  # (D/2,)
+        """Build the RoPE inverse frequencies base^(-2i/D), scaled as `rope_scaling` says, exactly as HF does
+        (rope.py). A plain float32 attribute, not a buffer, so that `model.to(bfloat16)` cannot round it; forward
+        moves it to the input's device when needed."""
+        c = self.config
+        self.inv_freq = inv_freq(c.head_dim, c.rope_theta, c.rope_scaling)  # (D/2,)
 
     def tie_weights(self) -> None:
         if self.config.tie_word_embeddings:

@@ -36,6 +36,34 @@ def pad_batch(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids, mask
 
 
+def next_token_logprobs(logits_of, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+                        at: list[list[int]] | None, pad_id: int, device, vocab_size: int,
+                        max_logits: int = 1 << 26) -> list[torch.Tensor]:
+    """log π(· | prompt + completion[:j]) for each j in at[i] (default [len(completion)]): one (len(at[i]), V) float
+    tensor per pair. `logits_of(ids (B, T), mask (B, T)) -> (B, T, V)`; the pairs go through it right-padded in
+    chunks of at most `max_logits` logits (sorted by length), so a large vocabulary cannot exhaust memory."""
+    at = [[len(c)] for c in completion_ids] if at is None else at
+    seqs = [p + c for p, c in zip(prompt_ids, completion_ids)]
+    for p, c, js in zip(prompt_ids, completion_ids, at):
+        if any(not 0 <= j <= len(c) or len(p) + j < 1 for j in js):
+            raise ValueError(f"positions {js} outside a completion of {len(c)} tokens after {len(p)} prompt tokens")
+    out: list[torch.Tensor | None] = [None] * len(seqs)
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+    start = 0
+    while start < len(order):
+        stop = start + 1
+        while stop < len(order) and (stop + 1 - start) * len(seqs[order[stop]]) * vocab_size <= max_logits:
+            stop += 1
+        chunk = order[start:stop]
+        ids, mask = pad_batch([seqs[i] for i in chunk], pad_id, device)
+        logits = logits_of(ids, mask)  # (B, T, V)
+        for row, i in enumerate(chunk):
+            index = torch.tensor([len(prompt_ids[i]) + j - 1 for j in at[i]], dtype=torch.long, device=logits.device)
+            out[i] = torch.log_softmax(logits[row, index].float(), dim=-1)  # (K, V)
+        start = stop
+    return out  # type: ignore[return-value]
+
+
 class LocalPolicy:
     """generate(prompts, params) -> completions (prompt-major, n per prompt), charged to `self.ledger`."""
 
@@ -75,3 +103,11 @@ class LocalPolicy:
         ids, mask = pad_batch([p + c for p, c in zip(prompt_ids, completion_ids)], self.tokenizer.pad_id, self.device)
         logp = sequence_logprobs(self.model, ids, mask)  # (B, T-1)
         return [logp[i, len(p) - 1 : len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompt_ids, completion_ids))]
+
+    @torch.no_grad()
+    def next_token_logprobs(self, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+                            at: list[list[int]] | None = None) -> list[torch.Tensor]:
+        """log π(· | prompt + completion[:j]) for each j in at[i] (default: after the whole completion), one
+        (len(at[i]), V) tensor per pair, without gradients: what a probe reads (reward/selfeval.py)."""
+        return next_token_logprobs(lambda ids, mask: self.model(ids, attention_mask=mask), prompt_ids, completion_ids,
+                                   at, self.tokenizer.pad_id, self.device, self.model.config.vocab_size)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from searchlearn.policy.policy import encode_prompts, pad_batch
+from searchlearn.policy.policy import encode_prompts, next_token_logprobs, pad_batch
 from searchlearn.types import Completion, Ledger, SamplingParams
 
 
@@ -130,3 +130,12 @@ class TransformersPolicy:
         logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # (B, T-1, V)
         logp = logits.gather(-1, ids[:, 1:, None]).squeeze(-1) - logits.logsumexp(-1)  # (B, T-1)
         return [logp[i, len(p) - 1 : len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompt_ids, completion_ids))]
+
+    @torch.no_grad()
+    def next_token_logprobs(self, prompt_ids: list[list[int]], completion_ids: list[list[int]],
+                            at: list[list[int]] | None = None) -> list[torch.Tensor]:
+        """log π(· | prompt + completion[:j]) for each j in at[i] (default: after the whole completion), one
+        (len(at[i]), V) tensor per pair, without gradients (as `LocalPolicy.next_token_logprobs`)."""
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        return next_token_logprobs(lambda ids, mask: self.model(input_ids=ids, attention_mask=mask).logits,
+                                   prompt_ids, completion_ids, at, self.tokenizer.pad_id, self.device, vocab)

@@ -68,6 +68,30 @@ def rounds(rows: list[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def reliability(curves: dict[str, dict], path: str | Path) -> Path:
+    """Reliability diagram: per scorer, each bin's fraction of gold-good steps against its mean score (marker area ∝
+    the bin's count), with the diagonal of perfect calibration; `curves` maps a name to `quality.calibration(...)`."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls=":", label="perfectly calibrated")
+    for i, (name, cal) in enumerate(curves.items()):
+        full = [b for b in cal["bins"] if b["count"]]
+        if not full:
+            continue
+        n = max(1, sum(b["count"] for b in full))
+        ece = "n/a" if cal.get("ece") is None else f"{cal['ece']:.3f}"
+        xs, ys = [b["mean_score"] for b in full], [b["frac_positive"] for b in full]
+        ax.plot(xs, ys, "-", color=f"C{i}", lw=1, label=f"{name} (ECE {ece})")
+        ax.scatter(xs, ys, s=[10 + 200 * b["count"] / n for b in full], color=f"C{i}", alpha=0.7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean score in bin")
+    ax.set_ylabel("fraction of steps gold-good")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Reliability of step scores")
+    return _save(fig, path)
+
+
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     fig.tight_layout()

@@ -2,10 +2,13 @@
 
 train: sample solutions to training problems from a policy, label every step with Monte-Carlo rollouts
 (`labels.mc_labels`; saved as OUT/mc_labels.json and reusable with --labels-from), then fit a head of --kind
-orm | prm | value | ppm on the policy's backbone and save it to OUT.
-eval: sample solutions to held-out problems, score their steps with each reward model (and the policy's own
-confidence as a baseline), and write OUT/reward_eval.json: step-level AUC against Countdown's gold labels,
-first-error accuracy (ProcessBench), and best-of-N accuracy when the model reranks the N samples.
+orm | prm | value | ppm on the policy's backbone and save it to OUT. --kind disc instead trains a discriminator of
+expert traces vs policy samples adversarially, round by round (GAIL/AIRL; `reward/discriminator.py`).
+eval: sample solutions to held-out problems, score their steps with each reward model (and, as baselines, the
+policy's own confidence and self-evaluation, `reward/selfeval.py`), and write OUT/reward_eval.json: step-level AUC
+against Countdown's gold labels, first-error accuracy (ProcessBench), best-of-N accuracy when the model reranks the N
+samples, outcome AUC (the aggregated solution score against the verifier's correct/incorrect), and the calibration of
+the step scores against gold (ECE and reliability bins; the diagram in OUT/calibration.png).
 """
 
 from __future__ import annotations
@@ -14,37 +17,52 @@ import json
 from pathlib import Path
 
 from searchlearn import progress
-from searchlearn.reward.labels import StepLabels, mc_labels, q_margin_pairs
-from searchlearn.types import Problem, SamplingParams
+from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions, load_labels, save_labels
 
 LABELS_FILE = "mc_labels.json"
 
 
-def sample_solutions(policy, problems: list[Problem], n: int, max_new_tokens: int, seed: int,
-                     temperature: float = 1.0) -> tuple[list[Problem], list[str]]:
-    """n sampled completions per problem, flattened: (problem of each, text of each)."""
-    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-    completions = policy.generate([p.prompt for p in problems], params)
-    return [problems[c.prompt_index] for c in completions], [c.text for c in completions]
+def run_disc_training(args, cfg) -> dict:
+    """--kind disc: GAIL/AIRL rounds (`discriminator.adversarial_rounds`); saves D as an ORM-like head in OUT and,
+    when the policy was trained against it, the policy in OUT/policy."""
+    import torch
+    from dataclasses import asdict
 
+    from searchlearn.policy.policy import LocalPolicy
+    from searchlearn.reward.discriminator import DiscriminatorConfig, adversarial_rounds
+    from searchlearn.tasks.countdown import CountdownTask
 
-def save_labels(path: Path, labels: list[StepLabels]) -> None:
-    rows = [{"problem": {"id": r.problem.id, "prompt": r.problem.prompt, "data": r.problem.data},
-             "steps": r.steps, "hard": r.hard, "soft": r.soft, "outcome": r.outcome} for r in labels]
-    path.write_text(json.dumps(rows))
-
-
-def load_labels(path: Path) -> list[StepLabels]:
-    rows = json.loads(Path(path).read_text())
-    return [StepLabels(Problem(**r["problem"]), r["steps"], r["hard"], r["soft"], r["outcome"]) for r in rows]
+    torch.manual_seed(cfg.seed)
+    task = CountdownTask(cfg.task)
+    policy = LocalPolicy.load(args.model)
+    dcfg = DiscriminatorConfig(rounds=args.rounds, problems=args.problems, samples=args.samples, d_steps=args.steps,
+                               d_batch_size=args.batch_size, d_lr=args.lr, policy_steps=args.policy_steps,
+                               policy_lr=args.policy_lr, verifier_weight=args.verifier_weight,
+                               max_new_tokens=args.max_new_tokens, seed=cfg.seed)
+    model, history = adversarial_rounds(policy, task, dcfg, log=lambda r: progress.say(json.dumps(r)))
+    out = Path(args.out)
+    name = args.name or "disc"
+    meta = {"name": name, "objective": "discriminator (GAIL/AIRL): 1 = expert trace, 0 = policy sample",
+            "reward": "log D - log(1 - D) = logit", "aggregate": "last", "policy": str(args.model),
+            "train": {"config": asdict(dcfg), "rounds": history}}
+    model.save(out, policy.tokenizer, meta)
+    if dcfg.policy_steps:
+        policy.model.save_pretrained(out / "policy")
+        policy.tokenizer.save(out / "policy")
+    last = history[-1]
+    print(f"discriminator {name} ({dcfg.rounds} rounds) at {out}: loss {last['disc/loss']:.4f} "
+          f"accuracy {last['disc/accuracy']:.3f}")
+    return meta
 
 
 def run_training(args, cfg) -> dict:
     import torch
 
+    if args.kind == "disc":
+        return run_disc_training(args, cfg)
+
     from searchlearn.policy.policy import LocalPolicy
-    from searchlearn.reward.models import RewardModel, RewardTrainConfig, make_examples, make_pair_examples, \
-        train_reward
+    from searchlearn.reward.models import RewardTrainConfig
     from searchlearn.tasks.countdown import CountdownTask
 
     torch.manual_seed(cfg.seed)
@@ -58,44 +76,17 @@ def run_training(args, cfg) -> dict:
         problems = task.problems("train", args.problems, seed=cfg.seed + 17)
         progress.say(f"reward: sampling {args.samples} solutions to {len(problems)} problems, "
                      f"{args.rollouts} rollouts per step")
-        problem_of, texts = sample_solutions(policy, problems, args.samples, args.max_new_tokens, cfg.seed)
-        labels = mc_labels(policy, task, problem_of, texts, m=args.rollouts, max_new_tokens=args.max_new_tokens,
-                           seed=cfg.seed + 1)
+        labels = label_solutions(policy, task, problems, args.samples, args.rollouts, args.max_new_tokens, cfg.seed)
     save_labels(out / LABELS_FILE, labels)
-    max_len = policy.model.config.max_position_embeddings
-    model = RewardModel(policy.model, args.kind)
-    if args.kind == "ppm":
-        data = make_pair_examples(policy.tokenizer, q_margin_pairs(labels, args.margin, args.labels))
-    else:
-        data = make_examples(policy.tokenizer, labels, args.kind, args.labels, max_length=max_len)
     tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed)
-    stats = train_reward(model, data, tcfg, policy.tokenizer.pad_id, log=lambda r: progress.say(json.dumps(r)),
-                         name=f"reward-{args.kind}")
+    model, stats = fit(policy, labels, args.kind, args.labels, tcfg, args.margin,
+                       log=lambda r: progress.say(json.dumps(r)))
     name = args.name or (args.kind if args.kind in ("orm",) else f"{args.kind}_{args.labels}")
     meta = {"name": name, "label": args.labels, "aggregate": args.aggregate, "policy": str(args.model),
-            "examples": len(data), "solutions": len(labels), "train": stats}
+            "examples": stats["examples"], "solutions": len(labels), "train": stats}
     model.save(out, policy.tokenizer, meta)
-    print(f"reward model {name} ({len(data)} examples) at {out}: final loss {stats['loss']:.4f}")
+    print(f"reward model {name} ({stats['examples']} examples) at {out}: final loss {stats['loss']:.4f}")
     return meta
-
-
-def evaluate_scorer(scorer, task, problem_of: list[Problem], texts: list[str], gold: list[list[float]],
-                    n: int, how: str = "last") -> dict:
-    """Step AUC, first-error accuracy and best-of-n reranked accuracy of one process scorer on sampled solutions."""
-    from searchlearn.reward.process import aggregate
-    from searchlearn.reward.quality import auc, first_error
-
-    scores = scorer(problem_of, texts)
-    flat_s = [v for s in scores for v in s]
-    flat_g = [v for g in gold for v in g]
-    out = {"step_auc": auc(flat_s, flat_g), **first_error(scores, gold)}
-    picks = []
-    for start in range(0, len(texts), n):
-        agg = [aggregate(s, how) if s else -1.0 for s in scores[start : start + n]]
-        best = start + max(range(len(agg)), key=lambda i: agg[i])
-        picks.append(task.verify(problem_of[best], texts[best]).correct)
-    out[f"rerank@{n}"] = sum(picks) / len(picks) if picks else None
-    return out
 
 
 def run_evaluation(args, cfg) -> dict:
@@ -103,9 +94,10 @@ def run_evaluation(args, cfg) -> dict:
 
     from searchlearn.policy.policy import LocalPolicy
     from searchlearn.report.metrics import write_json
+    from searchlearn.report.plots import reliability
     from searchlearn.reward.learned import LearnedScorer
-    from searchlearn.reward.process import ConfidenceScorer, GoldScorer
-    from searchlearn.search.best_of_n import majority_vote
+    from searchlearn.reward.process import ConfidenceScorer
+    from searchlearn.reward.selfeval import SelfEvalScorer
     from searchlearn.tasks.countdown import CountdownTask
 
     torch.manual_seed(cfg.seed)
@@ -113,35 +105,25 @@ def run_evaluation(args, cfg) -> dict:
     policy = LocalPolicy.load(args.model)
     problems = task.problems("test", args.problems, seed=cfg.seed + 1)
     n = args.samples
-    problem_of, texts = sample_solutions(policy, problems, n, args.max_new_tokens, cfg.seed + 2)
-    gold = GoldScorer(task)(problem_of, texts)
-    correct = [task.verify(p, t).correct for p, t in zip(problem_of, texts)]
-    maj = []
-    for start in range(0, len(texts), n):
-        keys = [task.answer_key(p, t) for p, t in zip(problem_of[start : start + n], texts[start : start + n])]
-        i = majority_vote(keys)
-        maj.append(i is not None and correct[start + i])
-    result: dict = {"_data": {"problems": len(problems), "samples": n, "steps": sum(map(len, gold)),
-                              "good_step_share": sum(v for g in gold for v in g) / max(1, sum(map(len, gold))),
-                              f"pass@{n}": sum(any(correct[s : s + n]) for s in range(0, len(texts), n))
-                              / len(problems),
-                              f"maj@{n}": sum(maj) / len(maj), "sample_accuracy": sum(correct) / len(correct)}}
-    scorers = {"confidence": (ConfidenceScorer(policy, task), "mean")}
+    scorers = {"confidence": (ConfidenceScorer(policy, task), "mean"),
+               "selfeval": (SelfEvalScorer(policy, task), "mean")}
     for directory in args.rm:
         scorer = LearnedScorer.load(directory, task)
         meta = json.loads((Path(directory) / "reward_config.json").read_text())
         scorers[meta.get("name") or Path(directory).name] = (scorer, args.aggregate or scorer.how)
-    for name, (scorer, how) in scorers.items():
-        progress.say(f"reward eval: {name}")
-        result[name] = evaluate_scorer(scorer, task, problem_of, texts, gold, n, how)
+    result = evaluate_rewards(policy, task, problems, n, scorers, args.max_new_tokens, cfg.seed + 2, args.bins,
+                              on_scorer=lambda name: progress.say(f"reward eval: {name}"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "reward_eval.json", result)
+    reliability({name: {"ece": result[name]["ece"], "bins": result[name]["calibration"]} for name in scorers},
+                out / "calibration.png")
     for name in scorers:
         r = result[name]
         auc_ = "n/a" if r["step_auc"] is None else f"{r['step_auc']:.3f}"
+        ece = "n/a" if r["ece"] is None else f"{r['ece']:.3f}"
         print(f"{name:>12}: step_auc={auc_} first_error_acc={r['first_error_acc']:.3f} "
-              f"rerank@{n}={r[f'rerank@{n}']:.3f}")
+              f"rerank@{n}={r[f'rerank@{n}']:.3f} ece={ece}")
     return result
 
 
@@ -152,7 +134,8 @@ def add_parser(sub, common):
     t = actions.add_parser("train", help="label sampled solutions by MC rollouts, train a reward head, save it")
     common(t, "runs/reward")
     t.add_argument("--model", required=True, help="policy checkpoint directory (e.g. runs/demo/policy)")
-    t.add_argument("--kind", choices=("orm", "prm", "value", "ppm"), default="prm")
+    t.add_argument("--kind", choices=("orm", "prm", "value", "ppm", "disc"), default="prm",
+                   help="disc: a discriminator of expert traces vs policy samples, trained adversarially (GAIL/AIRL)")
     t.add_argument("--labels", choices=("soft", "hard"), default="soft", help="MC label kind (prm/value/ppm)")
     t.add_argument("--labels-from", help="reuse OUT/mc_labels.json of an earlier run instead of rolling out")
     t.add_argument("--problems", type=int, default=64, help="training problems to sample solutions for")
@@ -166,6 +149,12 @@ def add_parser(sub, common):
     t.add_argument("--aggregate", choices=("last", "min", "prod", "mean"), default="min",
                    help="how the saved scorer turns step scores into a solution score")
     t.add_argument("--name", help="the model's name in reward_eval.json (default kind_labels)")
+    t.add_argument("--rounds", type=int, default=3, help="disc: adversarial rounds (--problems, --samples, --steps, "
+                                                         "--batch-size, --lr are then per round and for D)")
+    t.add_argument("--policy-steps", type=int, default=2, help="disc: GRPO steps of the policy against D per round")
+    t.add_argument("--policy-lr", type=float, default=1e-5, help="disc: GRPO learning rate")
+    t.add_argument("--verifier-weight", type=float, default=0.0,
+                   help="disc: w in the policy's reward logit D + w·verifier")
     t.set_defaults(action_fn=run_training)
     e = actions.add_parser("eval", help="step AUC / first-error accuracy vs gold labels → OUT/reward_eval.json")
     common(e, "runs/reward_eval")
@@ -175,5 +164,6 @@ def add_parser(sub, common):
     e.add_argument("--samples", type=int, default=8, help="solutions per problem (also N of rerank@N)")
     e.add_argument("--max-new-tokens", type=int, default=192)
     e.add_argument("--aggregate", choices=("last", "min", "prod", "mean"), help="override each model's aggregate")
+    e.add_argument("--bins", type=int, default=10, help="equal-width score bins of the calibration table (ECE)")
     e.set_defaults(action_fn=run_evaluation)
     return p

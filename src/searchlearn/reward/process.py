@@ -171,8 +171,9 @@ class Weighted:
 
 
 def make_scorer(name: str, task, policy=None):
-    """A process scorer by name: "gold" (Countdown's exact labels), "confidence" (the policy's own), or
-    "learned:DIR" (a reward model saved by `searchlearn reward train --out DIR`)."""
+    """A process scorer by name: "gold" (Countdown's exact labels), "confidence" (the policy's own), "selfeval" (the
+    policy's own verdict on each step, reward/selfeval.py), or "learned:DIR" (a reward model saved by
+    `searchlearn reward train --out DIR`)."""
     if name.startswith("learned:"):
         from searchlearn.reward.learned import LearnedScorer
 
@@ -181,7 +182,11 @@ def make_scorer(name: str, task, policy=None):
         return GoldScorer(task)
     if name == "confidence":
         return ConfidenceScorer(policy, task)
-    raise ValueError(f"unknown scorer {name!r}; use gold, confidence or learned:DIR")
+    if name == "selfeval":
+        from searchlearn.reward.selfeval import SelfEvalScorer
+
+        return SelfEvalScorer(policy, task)
+    raise ValueError(f"unknown scorer {name!r}; use gold, confidence, selfeval or learned:DIR")
 
 
 def _check(problems: Sequence, prefixes: Sequence) -> None:

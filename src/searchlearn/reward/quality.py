@@ -5,6 +5,9 @@
   * `first_error`: the step where a solution first goes wrong (ProcessBench, Zheng et al. 2024): gold = the first
     step labelled bad (−1 if none), predicted = the first step scored below `threshold` (−1 if none). ProcessBench's
     figure is the harmonic mean (F1) of the accuracy on erroneous and on fully correct solutions.
+  * `calibration`: is a score of 0.8 right 80% of the time? Equal-width bins of the scores, each bin's mean score
+    against its fraction of positive labels (a reliability diagram), and the expected calibration error
+    ECE = Σ_b (n_b / N) · |acc_b − conf_b| (Guo et al. 2017).
 """
 
 from __future__ import annotations
@@ -54,3 +57,33 @@ def first_error(scores: Sequence[Sequence[float]], gold: Sequence[Sequence[float
         f1 = 2 * a * b / (a + b) if a + b else 0.0
     return {"first_error_acc": sum(both) / len(both) if both else None, "first_error_acc_erroneous": acc["error"],
             "first_error_acc_correct": acc["correct"], "first_error_f1": f1}
+
+
+def calibration(scores: Sequence[float], labels: Sequence[float], bins: int = 10) -> dict:
+    """Reliability of `scores` as probabilities of binary `labels` (≥ 0.5 = positive).
+
+    Scores must be probabilities: they are clipped to [0, 1], never rescaled (a rank or sigmoid transform would
+    change the very numbers whose calibration is in question). Bin b holds the scores in [b/bins, (b+1)/bins), the
+    last bin also 1.0. Returns {"ece", "n", "bins": [{"lo", "hi", "count", "mean_score", "frac_positive"}, ...]}
+    with every bin listed (an empty one with None means); "ece" is None for no scores.
+    """
+    if len(scores) != len(labels):
+        raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    sums = [[0, 0.0, 0] for _ in range(bins)]  # count, Σ score, positives
+    for s, y in zip(scores, labels):
+        s = min(1.0, max(0.0, float(s)))
+        b = min(int(s * bins), bins - 1)
+        sums[b][0] += 1
+        sums[b][1] += s
+        sums[b][2] += y >= 0.5
+    n = len(scores)
+    table, ece = [], 0.0
+    for b, (count, total, positives) in enumerate(sums):
+        conf = total / count if count else None
+        acc = positives / count if count else None
+        if count:
+            ece += count / n * abs(acc - conf)
+        table.append({"lo": b / bins, "hi": (b + 1) / bins, "count": count, "mean_score": conf, "frac_positive": acc})
+    return {"ece": ece if n else None, "n": n, "bins": table}

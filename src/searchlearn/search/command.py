@@ -21,7 +21,7 @@ def run_search_command(args, cfg) -> None:
         raise ConfigError(str(e)) from e
     policy = LocalPolicy.load(args.model)
     task = CountdownTask(cfg.task)
-    test = task.problems("test", args.problems or cfg.data.n_test, seed=cfg.seed + 1)
+    test = task.problems("test", args.problems or cfg.eval.problems, seed=cfg.seed + 1)
 
     def show(row: dict) -> None:
         print(f"{row['strategy']:>13} n={row['budget']:<4} accuracy={row['accuracy']:.3f} "

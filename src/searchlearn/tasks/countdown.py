@@ -16,6 +16,7 @@ whatever it writes the verifier accepts.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -45,6 +46,7 @@ WORDS = ("answer", "check", "back", "no", "yes", "ok", "vs")
 MAX_EXPR_CHARS = 200  # the verifier rejects longer answer expressions
 MAX_DEPTH = 32  # ... deeper bracket nesting
 MAX_DIGITS = 6  # ... and longer number literals
+_VERDICT = re.compile(r"(.* vs \d{1,6} ?)(yes|no)[ \n]*", re.ASCII)  # a final line: head, verdict
 
 
 @dataclass
@@ -337,3 +339,23 @@ class CountdownTask:
     def gold_step_values(self, problem: Problem, completion: str) -> list[float]:
         """The gold value after each step line of `completion`."""
         return gold_step_values(problem, completion, self.config.max_intermediate)
+
+    def self_eval_probe(self, problem: Problem, prefix: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """(probe text, positive words, negative words): how the policy's own next-token choice after `probe text`
+        evaluates the last step of `prefix` (reward/selfeval.py; positive words empty = anything but the negatives).
+
+        A final line "a op b=c vs T yes|no" is judged by the verdict the policy itself would write there: P(yes) vs
+        P(no) after "... vs T ", i.e. its belief that the move hits the target; a "check"/"answer" line (which
+        restates that path) by the same verdict on the last final line before it. After any other line the probe
+        is the start of the next line: P(not "back"), its belief that the state is still worth going on from (an
+        unterminated line is ended with "\\n" first). Traces write "back" right after a failed final line, so that
+        probe is sharpest there; after a "|" line the traces always go on, so there it says little."""
+        lines = steps(prefix)
+        last = lines[-1] if lines else ""
+        cut = len(prefix)
+        for line in lines[::-1] if last.startswith(("check", "answer")) else [last]:
+            m = _VERDICT.fullmatch(line)
+            if m:
+                return prefix[: cut - len(line)] + m[1], ("yes",), ("no",)
+            cut -= len(line)
+        return (prefix if prefix.endswith("\n") or not prefix else prefix + "\n"), (), ("back",)

@@ -1,0 +1,86 @@
+"""Policy initialization on Countdown: a Llama-style model from scratch, SFT on solver-written reasoning traces.
+
+The traces (tasks/countdown_traces.py) carry the roadmap's human-like reasoning behaviours: each step decomposes the
+problem (combine two numbers), a dead end is abandoned for an alternative ("back | ..."), a final line checks itself
+against the target ("... vs 46 yes|no"). SFT on them gives the policy those behaviours before search and RL.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from searchlearn import progress
+from searchlearn.config import ConfigError
+from searchlearn.learn.sft import SFTConfig, train_sft
+from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.run import Run
+from searchlearn.tasks.countdown import CountdownTask
+
+
+@dataclass
+class ModelSize:
+    hidden_size: int = 128  # width d
+    num_hidden_layers: int = 4  # decoder blocks
+    num_attention_heads: int = 4  # query heads
+    num_key_value_heads: int = 4  # key/value heads (GQA when fewer)
+    intermediate_size: int = 384  # SwiGLU width
+    max_position_embeddings: int = 384  # longest prompt + completion
+    digit_tokens: bool = True  # one token per digit (held-out targets reuse seen tokens) instead of per number
+
+
+@dataclass
+class InitConfig:
+    model: ModelSize = field(default_factory=ModelSize)  # the model trained from scratch
+    n_train: int = 12000  # training problems, one trace each (style: task.style)
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1200, batch_size=32, lr=3e-3))  # the SFT run
+
+    def __post_init__(self) -> None:
+        if self.n_train < 1:
+            raise ConfigError("init.n_train must be >= 1")
+
+
+def task_tokenizer(task: CountdownTask, size: ModelSize) -> TaskTokenizer:
+    return TaskTokenizer(task.words, max_number=task.config.max_intermediate, digits=size.digit_tokens)
+
+
+def build_model(size: ModelSize, tokenizer: TaskTokenizer, seed: int) -> LlamaForCausalLM:
+    """A freshly initialized model of `size` (weights seeded by `seed`), tied embeddings."""
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=size.hidden_size,
+                         intermediate_size=size.intermediate_size, num_hidden_layers=size.num_hidden_layers,
+                         num_attention_heads=size.num_attention_heads, num_key_value_heads=size.num_key_value_heads,
+                         max_position_embeddings=size.max_position_embeddings, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_id, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id)
+    return LlamaForCausalLM(config)
+
+
+def init_examples(task: CountdownTask, tokenizer: TaskTokenizer, n_train: int, seed: int) -> list:
+    """Policy-initialization data: one solver-driven trace per training problem, as (prompt ids, completion ids)."""
+    problems = task.problems("train", n_train, seed=seed)
+    rng = random.Random(seed)
+    traces = [task.trace(p, rng) for p in problems]
+    prompts = tokenizer.encode_batch([p.prompt for p in problems])
+    completions = tokenizer.encode_batch(traces)
+    return [([tokenizer.bos_id] + p, c + [tokenizer.eos_id]) for p, c in zip(prompts, completions)]
+
+
+def initialize(run: Run, task: CountdownTask, cfg: InitConfig, seed: int) -> Path:
+    """The policy-initialization stage: SFT into OUT/ckpt/init (resumable); returns the checkpoint directory."""
+    tokenizer = task_tokenizer(task, cfg.model)
+
+    def stage() -> dict:
+        model = build_model(cfg.model, tokenizer, seed)
+        progress.say(f"policy initialization: {cfg.n_train} '{task.config.style}' traces, "
+                     f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.sft.steps} SFT steps")
+        examples = init_examples(task, tokenizer, cfg.n_train, seed)
+        stats = train_sft(model, examples, cfg.sft, tokenizer.pad_id, run.ckpt("init"), tokenizer, run.log,
+                          name="init")
+        return {"sft": stats, "mean_trace_tokens": sum(len(c) for _, c in examples) / len(examples)}
+
+    run.stage("init", stage)
+    return run.ckpt("init")

@@ -1,0 +1,72 @@
+"""The KV cache of incremental decoding: preallocated per-layer key/value buffers and a key-validity mask.
+
+The model writes each forward call's keys/values at the cache's `length`; the engine reindexes rows with `select`
+(dropping finished sequences, or repeating a prefilled prompt for n samples).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from searchlearn.policy.model import LlamaConfig
+
+
+class KVCache:
+    """Preallocated keys/values, one (B, H_kv, T_max, D) buffer per layer, plus a (B, T_max) key-validity mask.
+
+    All rows share one write position `length` (prompts are left-padded to a common length). `select(index)` reindexes
+    rows: drop finished sequences (compaction, done in place) or repeat a prefilled prompt n times.
+    """
+
+    def __init__(self, config: LlamaConfig, batch_size: int, max_length: int, dtype=torch.float32, device="cpu"):
+        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
+        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)  # True = real token
+        self.length = 0  # positions filled so far
+        self.max_length = max_length
+        self.padded = False  # whether any filled key is padding (then attention needs a mask)
+
+    @property
+    def batch_size(self) -> int:
+        return self.key_mask.shape[0]
+
+    def write_mask(self, mask: torch.Tensor | None, num_new: int) -> torch.Tensor:
+        """Record which of the `num_new` incoming positions are real; returns the (B, L) mask of all keys."""
+        start, end = self.length, self.length + num_new
+        if end > self.max_length:
+            raise ValueError(f"KV cache overflow: {end} > max_length {self.max_length}")
+        self.key_mask[:, start:end] = True if mask is None else mask.bool()
+        self.padded = self.padded or (mask is not None and not bool(mask.bool().all()))
+        return self.key_mask[:, :end]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append (B, H_kv, T, D) keys/values at `length`; return views of everything cached, (B, H_kv, L, D)."""
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length : end] = k
+        self.v[layer][:, :, self.length : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+    def select(self, index: torch.Tensor | list[int]) -> None:
+        """Keep rows `index`, in that order (repeats allowed): row i becomes old row index[i].
+
+        Shrinking works in place and copies only the rows that move, so dropping k finished rows with the engine's
+        `compaction_order` costs k row copies, not B. Growing (repeating prompts for n samples) reallocates.
+        """
+        index = torch.as_tensor(index, dtype=torch.long).tolist()
+        n, L, grow = len(index), self.length, len(index) > self.batch_size
+        moved = list(range(n)) if grow else [i for i, j in enumerate(index) if i != j]
+        dst = torch.tensor(moved, dtype=torch.long, device=self.key_mask.device)
+        src = torch.tensor([index[i] for i in moved], dtype=torch.long, device=self.key_mask.device)
+        mask = [self.key_mask[:, None, :, None]]  # (B, 1, T_max, 1): indexed like the K/V buffers
+        for bufs in (self.k, self.v, mask):
+            for i, buf in enumerate(bufs):
+                out = buf.new_empty((n, *buf.shape[1:])) if grow else buf[:n]
+                if moved:  # the right side is gathered into a temporary first, so in place is safe
+                    out[dst, :, :L] = buf[src, :, :L]
+                bufs[i] = out
+        self.key_mask = mask[0][:, 0, :, 0]
+        self.padded = bool((~self.key_mask[:, :L]).any())

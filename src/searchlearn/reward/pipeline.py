@@ -1,0 +1,125 @@
+"""Reward models end to end on Countdown: label sampled solutions, fit a head, measure it against gold.
+
+`label_solutions`: n sampled solutions per training problem, every step labelled by M Monte-Carlo rollouts
+(Math-Shepherd, Wang et al. 2024; `labels.mc_labels`). `fit`: an ORM / PRM / value head or a PPM on those labels
+(`models.py`). `evaluate_rewards`: sampled solutions to held-out problems scored by each scorer, with
+  * step AUC against Countdown's exact process labels and first-error accuracy (ProcessBench, Zheng et al. 2024);
+  * rerank@n: accuracy of the best of n samples by the scorer's aggregated solution score, against maj@n and pass@n
+    (the gap a verifier can close, Cobbe et al. 2021);
+  * outcome AUC: the aggregated solution score against the verifier's correct/incorrect;
+  * calibration of the step scores against gold (ECE and reliability bins, `quality.calibration`).
+`searchlearn reward train|eval` (command.py) and the demo's reward stage both use these.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from searchlearn.reward.labels import StepLabels, mc_labels, q_margin_pairs
+from searchlearn.reward.models import RewardModel, RewardTrainConfig, make_examples, make_pair_examples, \
+    train_reward
+from searchlearn.reward.process import GoldScorer, aggregate
+from searchlearn.reward.quality import auc, calibration, first_error
+from searchlearn.search.best_of_n import majority_vote
+from searchlearn.types import Problem, SamplingParams
+
+
+def sample_solutions(policy, problems: list[Problem], n: int, max_new_tokens: int, seed: int,
+                     temperature: float = 1.0) -> tuple[list[Problem], list[str]]:
+    """n sampled completions per problem, flattened problem-major: (problem of each, text of each)."""
+    params = SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+    completions = policy.generate([p.prompt for p in problems], params)
+    return [problems[c.prompt_index] for c in completions], [c.text for c in completions]
+
+
+def label_solutions(policy, task, problems: list[Problem], samples: int, rollouts: int, max_new_tokens: int,
+                    seed: int) -> list[StepLabels]:
+    """`samples` solutions per problem, each step labelled by `rollouts` completions (hard and soft labels)."""
+    problem_of, texts = sample_solutions(policy, problems, samples, max_new_tokens, seed)
+    return mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+
+
+def save_labels(path: Path, labels: list[StepLabels]) -> None:
+    rows = [{"problem": {"id": r.problem.id, "prompt": r.problem.prompt, "data": r.problem.data},
+             "steps": r.steps, "hard": r.hard, "soft": r.soft, "outcome": r.outcome} for r in labels]
+    Path(path).write_text(json.dumps(rows))
+
+
+def load_labels(path: Path) -> list[StepLabels]:
+    rows = json.loads(Path(path).read_text())
+    return [StepLabels(Problem(**r["problem"]), r["steps"], r["hard"], r["soft"], r["outcome"]) for r in rows]
+
+
+def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: RewardTrainConfig, margin: float = 0.5,
+        log: Callable[[dict], None] | None = None) -> tuple[RewardModel, dict]:
+    """A `kind` head (orm | prm | value | ppm) on a copy of the policy's backbone, trained on `label` (soft | hard)
+    MC labels; PPM pairs are sibling steps whose Q differs by at least `margin` (rStar-Math). Returns (model, stats)
+    with stats["examples"] the number of training examples (pairs for PPM)."""
+    model = RewardModel(policy.model, kind)
+    if kind == "ppm":
+        data = make_pair_examples(policy.tokenizer, q_margin_pairs(labels, margin, label))
+    else:
+        data = make_examples(policy.tokenizer, labels, kind, label, max_length=policy.model.config.max_position_embeddings)
+    if not data:
+        raise ValueError(f"no {kind} training examples from {len(labels)} labelled solutions (PPM: no sibling pair "
+                         f"with a Q margin ≥ {margin}); sample more problems or lower the margin")
+    stats = train_reward(model, data, cfg, policy.tokenizer.pad_id, log=log, name=f"reward-{kind}")
+    return model, {**stats, "examples": len(data)}
+
+
+def evaluate_scorer(scorer, task, problem_of: list[Problem], texts: list[str], gold: list[list[float]],
+                    n: int, how: str = "last", bins: int = 10) -> dict:
+    """Step AUC, first-error accuracy, rerank@n, outcome AUC and calibration of one process scorer on sampled
+    solutions (n consecutive samples per problem)."""
+    scores = scorer(problem_of, texts)
+    flat_s = [v for s in scores for v in s]
+    flat_g = [v for g in gold for v in g]
+    out = {"step_auc": auc(flat_s, flat_g), **first_error(scores, gold)}
+    picks = []
+    for start in range(0, len(texts), n):
+        agg = [aggregate(s, how) if s else -1.0 for s in scores[start : start + n]]
+        best = start + max(range(len(agg)), key=lambda i: agg[i])
+        picks.append(task.verify(problem_of[best], texts[best]).correct)
+    out[f"rerank@{n}"] = sum(picks) / len(picks) if picks else None
+    solution = [aggregate(s, how) if s else -1e9 for s in scores]  # no steps = the lowest score
+    out["outcome_auc"] = auc(solution, [float(task.verify(p, t).correct) for p, t in zip(problem_of, texts)])
+    cal = calibration(flat_s, flat_g, bins)
+    out["ece"], out["calibration"] = cal["ece"], cal["bins"]
+    return out
+
+
+def evaluate_rewards(policy, task, problems: list[Problem], n: int, scorers: dict[str, tuple[Callable, str]],
+                     max_new_tokens: int, seed: int, bins: int = 10,
+                     on_scorer: Callable[[str], None] | None = None) -> dict:
+    """reward_eval.json's content: "_data" (problems, samples, steps, maj@n, pass@n, sample accuracy) and one entry
+    per scorer name (`scorers`: name -> (process scorer, aggregate)) from `evaluate_scorer`."""
+    problem_of, texts = sample_solutions(policy, problems, n, max_new_tokens, seed)
+    gold = GoldScorer(task)(problem_of, texts)
+    correct = [task.verify(p, t).correct for p, t in zip(problem_of, texts)]
+    maj = []
+    for start in range(0, len(texts), n):
+        keys = [task.answer_key(p, t) for p, t in zip(problem_of[start : start + n], texts[start : start + n])]
+        i = majority_vote(keys)
+        maj.append(i is not None and correct[start + i])
+    steps = sum(map(len, gold))
+    result: dict = {"_data": {"problems": len(problems), "samples": n, "steps": steps,
+                              "good_step_share": sum(v for g in gold for v in g) / max(1, steps),
+                              f"pass@{n}": sum(any(correct[s : s + n]) for s in range(0, len(texts), n))
+                              / len(problems),
+                              f"maj@{n}": sum(maj) / len(maj), "sample_accuracy": sum(correct) / len(correct)}}
+    for name, (scorer, how) in scorers.items():
+        if on_scorer:
+            on_scorer(name)
+        result[name] = evaluate_scorer(scorer, task, problem_of, texts, gold, n, how, bins)
+    return result
+
+
+def gap_closed(result: dict, name: str) -> float | None:
+    """(rerank@n − maj@n) / (pass@n − maj@n): the share of the voting-to-oracle gap the scorer closes (None when
+    there is no gap)."""
+    data = result["_data"]
+    n = data["samples"]
+    gap = data[f"pass@{n}"] - data[f"maj@{n}"]
+    return None if gap <= 0 else (result[name][f"rerank@{n}"] - data[f"maj@{n}"]) / gap
