@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from searchlearn.config import ConfigError, load
+from searchlearn.config import ConfigError
 
 
 def _common(p: argparse.ArgumentParser, out: str) -> None:

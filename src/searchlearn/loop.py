@@ -172,7 +172,8 @@ def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Countdow
         progress.say(f"round {r}/{cfg.rounds}: {phase.learner} on {len(problems)} problems, {searcher_label(phase)}")
     searched = None
     if spec.kind == "search":
-        searched = run.stage(f"{name}_search", lambda: _search(r, phase, problems, policy, task, rewards, seed, run.log))
+        searched = run.stage(f"{name}_search",
+                             lambda: _search(r, phase, problems, policy, task, rewards, seed, run.log))
     return run.stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched))
 
 

@@ -73,7 +73,7 @@ class PhaseConfig:
     rounds: int = 1  # rounds of this phase, each: search → reward → learn → evaluate → checkpoint
     learner: str = "expert_iteration"  # expert_iteration (= sft), dpo, ipo, step_dpo, grpo, dr_grpo, dapo, rloo, ppo...
     searcher: SearcherConfig = field(default_factory=SearcherConfig)  # training-time search (online learners: unused)
-    reward: str = "verifier"  # verifier | gold | confidence: the process scorer guiding tree searches (see REWARDS)
+    reward: str = "verifier"  # verifier | gold | confidence | selfeval: the scorers of the round (see REWARDS)
     problems: int = 256  # fresh training problems per round (searched; for online learners, the rollout pool)
     keep_per_problem: int = 2  # expert iteration: distinct verifier-correct trajectories kept per problem
     max_pairs_per_problem: int = 4  # DPO: correct × incorrect solution pairs per problem

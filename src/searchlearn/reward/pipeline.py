@@ -61,7 +61,8 @@ def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: Reward
     if kind == "ppm":
         data = make_pair_examples(policy.tokenizer, q_margin_pairs(labels, margin, label))
     else:
-        data = make_examples(policy.tokenizer, labels, kind, label, max_length=policy.model.config.max_position_embeddings)
+        max_length = policy.model.config.max_position_embeddings
+        data = make_examples(policy.tokenizer, labels, kind, label, max_length=max_length)
     if not data:
         raise ValueError(f"no {kind} training examples from {len(labels)} labelled solutions (PPM: no sibling pair "
                          f"with a Q margin ≥ {margin}); sample more problems or lower the margin")

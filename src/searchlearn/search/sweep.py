@@ -31,7 +31,7 @@ STRATEGIES = ("bon", "beam", "dvts", "mcts", "revision")
 class SweepConfig:
     strategies: tuple[str, ...] = ("bon", "beam", "dvts", "mcts")  # any of bon, beam, dvts, mcts, revision
     budgets: tuple[int, ...] = (4, 16, 64)  # budget n of each strategy (best-of-N units, see search/budget.py)
-    scorer: str = "confidence"  # the process scorer guiding the searches: confidence | gold (an oracle)
+    scorer: str = "confidence"  # guides the searches: confidence | selfeval | gold (an oracle) | learned:DIR
     aggregate: str = "last"  # how a path's step scores rank it (beam, DVTS, BoN weights)
     width: int = 4  # beam/DVTS width M and MCTS expansion k
     sequential: int = 4  # revision: attempts per chain
