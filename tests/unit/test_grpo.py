@@ -9,7 +9,8 @@ from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo, upda
 from searchlearn.learn.losses import grpo_loss
 from searchlearn.learn.ppo import PPOConfig, ValueModel, action_values, prepare, train_ppo
 from searchlearn.learn.ppo import update as ppo_update
-from searchlearn.learn.rollout import frozen_logprobs, make_batch, step_rewards, token_logprobs
+from searchlearn.learn.rollout import frozen_logprobs, make_batch, sorted_token_logprobs, step_rewards, \
+    token_logprobs
 from searchlearn.learn.sft import make_optimizer
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
@@ -43,6 +44,25 @@ def test_make_batch_masks_completion_columns():
     assert batch.action_mask.tolist() == [[0, 1, 1], [0, 0, 1]]  # column t scores token t+1
     sub = make_batch([[1, 7], [1]], [[8], [5]], pad_id=0).rows([1])
     assert sub.input_ids.tolist() == [[1, 5]]  # trimmed to the row's own length
+
+
+def test_length_sorted_chunks_give_the_padded_forwards_values_and_gradients():
+    policy = tiny_policy()
+    lengths = [3, 17, 5, 11, 2, 9, 14]  # ragged completions, rows out of length order
+    batch = make_batch([[1, 5, 6]] * len(lengths), [[7 + (i + j) % 5 for j in range(n)] for i, n in enumerate(lengths)],
+                       TOK.pad_id)
+    weights = torch.randn(batch.action_mask.shape) * batch.action_mask
+    grads = []
+    for fn in (token_logprobs, lambda m, b: sorted_token_logprobs(m, b, 3)):
+        policy.model.zero_grad()
+        logp = fn(policy.model, batch)  # (B, T-1)
+        (logp * weights).sum().backward()
+        grads.append([q.grad.clone() for q in policy.model.parameters()])
+        if fn is token_logprobs:
+            reference = logp.detach()
+    torch.testing.assert_close(logp.detach() * batch.action_mask, reference * batch.action_mask, atol=1e-5, rtol=0)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
 def test_collect_includes_eos_as_an_action_and_charges_the_ledger():

@@ -42,7 +42,7 @@ from searchlearn.learn.rollout import (
     minibatches,
     problem_indices,
     sample_rollout,
-    token_logprobs,
+    sorted_token_logprobs,
 )
 from searchlearn.learn.sft import make_optimizer
 from searchlearn.policy.model import LlamaForCausalLM
@@ -74,6 +74,7 @@ class GRPOConfig:
     overlong_factor: float = 1.0  # scale of the overlong penalty
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
     log_every: int = 1  # steps between logged records
+    length_chunks: int = 4  # a minibatch's forward runs on this many groups of rows of similar length (less padding)
     seed: int = 0  # seeds the problem order, the sampling and the minibatch order
 
     def __post_init__(self) -> None:
@@ -87,6 +88,8 @@ class GRPOConfig:
             raise ValueError("beta, grad_clip >= 0 and temperature > 0 (RL samples; greedy rollouts have no groups)")
         if not 0 <= self.overlong_buffer <= self.max_new_tokens or self.max_sampling_rounds < 1:
             raise ValueError("overlong_buffer in [0, max_new_tokens]; max_sampling_rounds >= 1")
+        if self.length_chunks < 1:
+            raise ValueError("length_chunks must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ def update(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rollout: Ro
         for index in epoch_plan:
             sub = batch.rows(index)
             width = sub.action_mask.shape[1]
-            logp = token_logprobs(model, sub)  # (b, w)
+            logp = sorted_token_logprobs(model, sub, cfg.length_chunks)  # (b, w)
             old = logp.detach() if logp_old is None else logp_old[index, :width]
             ref = None if logp_ref is None else logp_ref[index, :width]
             adv = advantages[index] if advantages.dim() == 1 else advantages[index, :width]
