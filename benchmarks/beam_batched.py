@@ -6,9 +6,14 @@ problem; one scorer call scores every new step), the other calls it once per pro
 tokens, engine calls and the speed ratio (the issue's goal: ≥ 5×). Sampled text differs between the sides (a row's
 random draws depend on its batch), so token counts are close, not equal; tokens/s is printed too.
 
-    python benchmarks/beam_batched.py --model runs/demo/policy [--problems 100 --n 16 --width 4]
+With --cache-compare, the two sides are instead the batched search without and with the engine's prefix cache
+(policy/prefix_cache.py; size --prefix-cache tokens): the same trees (up to float rounding), fewer prefilled tokens.
 
-Without --model, a random 2-layer model whose output layer favours "\\n" and eos stands in (short random steps).
+    python benchmarks/beam_batched.py --model runs/demo/policy [--problems 100 --n 16 --width 4]
+    python benchmarks/beam_batched.py --cache-compare [--prefix-cache 65536]
+
+Without --model, a random model (2 layers, width 64; --layers, --hidden) whose output layer favours "\\n" and eos
+stands in (short random steps).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
+from searchlearn.policy.prefix_cache import PrefixCache
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.process import make_scorer
 from searchlearn.search.beam import BeamConfig, beam_search
@@ -27,12 +33,12 @@ from searchlearn.search.budget import Budget
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 
 
-def random_policy(seed: int = 0) -> LocalPolicy:
+def random_policy(seed: int = 0, hidden: int = 64, layers: int = 2) -> LocalPolicy:
     tok = TaskTokenizer(WORDS, max_number=999)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=192,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
-    head = torch.nn.Linear(64, tok.vocab_size, bias=True)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=hidden, intermediate_size=3 * hidden,
+                                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2))
+    head = torch.nn.Linear(hidden, tok.vocab_size, bias=True)
     with torch.no_grad():
         head.weight.copy_(model.lm_head.weight)
         head.bias.zero_()
@@ -45,20 +51,25 @@ def random_policy(seed: int = 0) -> LocalPolicy:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="checkpoint directory (default: a random stand-in model)")
+    ap.add_argument("--hidden", type=int, default=64, help="the stand-in model's width")
+    ap.add_argument("--layers", type=int, default=2, help="the stand-in model's depth")
     ap.add_argument("--problems", type=int, default=100)
     ap.add_argument("--n", type=int, default=16, help="budget n: n // width beams per problem")
     ap.add_argument("--width", type=int, default=4)
     ap.add_argument("--scorer", default="confidence", choices=("confidence", "gold"))
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--max-batch", type=int, default=1024, help="engine rows decoded together (both sides)")
+    ap.add_argument("--lookahead", type=int, default=0, help="greedy steps past each candidate before scoring")
+    ap.add_argument("--prefix-cache", type=int, default=1 << 16, help="engine prefix cache size in tokens (0 = off)")
+    ap.add_argument("--cache-compare", action="store_true", help="sides: batched without / with the prefix cache")
     args = ap.parse_args()
 
-    policy = LocalPolicy.load(args.model) if args.model else random_policy()
+    policy = LocalPolicy.load(args.model) if args.model else random_policy(hidden=args.hidden, layers=args.layers)
     policy.engine.max_batch = args.max_batch
     task = CountdownTask()
     problems = task.problems("test", args.problems, seed=1)
     scorer = make_scorer(args.scorer, task, policy)
-    cfg = BeamConfig(width=args.width, max_new_tokens=args.max_new_tokens, seed=0)
+    cfg = BeamConfig(width=args.width, max_new_tokens=args.max_new_tokens, lookahead=args.lookahead, seed=0)
     budget = Budget(args.n)
     beam_search(problems[:2], policy, task, scorer, budget, cfg)  # warm-up (stop-token table, allocator)
 
@@ -71,10 +82,13 @@ def main() -> None:
 
     policy.engine.generate = counted
     timings = {}
-    for name in ("batched", "one by one"):
+    sides = ("no cache", "prefix cache") if args.cache_compare else ("batched", "one by one")
+    for name in sides:
         calls["n"] = 0
+        cache_tokens = 0 if name == "no cache" else args.prefix_cache
+        policy.engine.prefix_cache = PrefixCache(cache_tokens) if cache_tokens else None  # empty: no warm-up hits
         t0 = time.perf_counter()
-        if name == "batched":
+        if name != "one by one":
             results = beam_search(problems, policy, task, scorer, budget, cfg)
         else:
             results = [r for p in problems for r in beam_search([p], policy, task, scorer, budget, cfg)]
@@ -84,11 +98,12 @@ def main() -> None:
         accuracy = sum(r.answer is not None and task.verify(p, r.answer).correct
                        for p, r in zip(problems, results)) / len(problems)
         timings[name] = seconds
-        print(f"{name:>10}: {seconds:7.2f} s  {tokens:8d} generated tokens  {tokens / seconds:8.0f} tok/s  "
+        print(f"{name:>12}: {seconds:7.2f} s  {tokens:8d} generated tokens  {tokens / seconds:8.0f} tok/s  "
               f"{prefilled:8.0f} prefilled  {calls['n']:5d} engine calls  accuracy {accuracy:.3f}")
-    print(f"speed ratio (one by one / batched): {timings['one by one'] / timings['batched']:.1f}x "
-          f"over {len(problems)} problems, n={args.n}, width={args.width}, "
-          f"torch threads {torch.get_num_threads()}")
+    slow, fast = sides if args.cache_compare else sides[::-1]
+    print(f"speed ratio ({slow} / {fast}): {timings[slow] / timings[fast]:.2f}x "
+          f"over {len(problems)} problems, n={args.n}, width={args.width}, lookahead={args.lookahead}, "
+          f"prefix cache {args.prefix_cache} tokens, torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

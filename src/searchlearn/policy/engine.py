@@ -5,15 +5,23 @@ samples, then decodes one token per step for the whole batch. Rows that finish a
 is compacted, so the batch shrinks as sequences end: on CPU, where a step costs in proportion to the batch, that and a
 small per-step overhead are where the speed comes from. Sampling is temperature scaling plus nucleus (top-p)
 filtering (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration"); temperature 0 is greedy.
+
+With a `PrefixCache` (prefix_cache.py; `prefix_cache_tokens` > 0), a later prompt that starts with a kept sequence
+prefills only the rest: what tree search, which re-sends each path at every depth, needs. The rows of calls with stop
+strings (step-wise generation: every tree search) are kept; those of plain sampling (best-of-N, RL rollouts,
+evaluation), which nothing extends, are not unless `prefix_cache.store_plain` (copying them cost such calls 14-20 %). At
+least a prompt's last token is always prefilled (its logits start the decoding).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import torch
 
 from searchlearn.policy.model import LlamaForCausalLM
+from searchlearn.policy.prefix_cache import Hit, Layout, PrefixCache
 from searchlearn.types import Completion, SamplingParams
 
 
@@ -57,13 +65,34 @@ def compaction_order(keep: list[int]) -> list[int]:
     return order
 
 
+_TOKEN_TEXTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # tokenizer -> [decode([t]) for t in ...]
+
+
+def token_texts(tokenizer, vocab: int) -> list[str]:
+    """`tokenizer.decode([t])` for every t < vocab, computed once per tokenizer and shared by every engine and stop
+    tuple (0.33 s for a 151k-token byte-level BPE; scanning it for a stop tuple then takes ~6 ms). A fast tokenizer's
+    `decode_batch` is no faster (measured), so the engine's own decode contract is used as is."""
+    try:
+        texts = _TOKEN_TEXTS.get(tokenizer)
+    except TypeError:  # not weak-referenceable: no per-tokenizer cache
+        texts = None
+    if texts is None or len(texts) < vocab:
+        texts = [tokenizer.decode([t]) for t in range(vocab)]
+        try:
+            _TOKEN_TEXTS[tokenizer] = texts
+        except TypeError:
+            pass
+    return texts
+
+
 class Engine:
     """generate(prompt_ids, SamplingParams) -> list[Completion], prompt-major (all n samples of prompt 0 first).
 
     `last_prefill_tokens` / `last_generated_tokens` count the tokens the last call prefilled (each distinct prompt once
-    per batch chunk) and sampled (every sampled token, an ending eos included although it is not returned) — the
-    compute ledger's inputs. `max_batch` caps the rows decoded together; `eos_ids` overrides the tokenizer's eos
-    (pass `()` to never stop at eos, e.g. for benchmarks).
+    per batch chunk, less what the prefix cache supplied) and sampled (every sampled token, an ending eos included
+    although it is not returned) — the compute ledger's inputs. `max_batch` caps the rows decoded together; `eos_ids`
+    overrides the tokenizer's eos (pass `()` to never stop at eos, e.g. for benchmarks). `prefix_cache_tokens` > 0
+    keeps up to that many tokens of finished sequences' K/V for reuse (`self.prefix_cache`, LRU; 0 = off).
     """
 
     def __init__(
@@ -73,6 +102,7 @@ class Engine:
         device: str | torch.device = "cpu",
         max_batch: int = 256,
         eos_ids: Iterable[int] | None = None,
+        prefix_cache_tokens: int = 0,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -88,14 +118,16 @@ class Engine:
         self.last_prefill_tokens = 0
         self.last_generated_tokens = 0
         self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
 
     # -- stop strings -------------------------------------------------------------------------------------------
     def stop_token_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
-        """Ids of the tokens whose text contains a stop string: a set lookup per sampled token (cached per tuple)."""
+        """Ids of the tokens whose text contains a stop string: a set lookup per sampled token (cached per tuple;
+        the vocabulary is decoded once per tokenizer, `token_texts`)."""
         if stops not in self._stop_ids:
             vocab = min(getattr(self.tokenizer, "vocab_size", None) or 1 << 62, self.model.config.vocab_size)
-            pieces = ((t, self.tokenizer.decode([t])) for t in range(vocab))
-            self._stop_ids[stops] = frozenset(t for t, text in pieces if any(s in text for s in stops))
+            texts = token_texts(self.tokenizer, vocab)[:vocab]
+            self._stop_ids[stops] = frozenset(t for t, text in enumerate(texts) if any(s in text for s in stops))
         return self._stop_ids[stops]
 
     def _text_hit(self, tokens: list[int], stops: tuple[str, ...], window: int) -> bool:
@@ -114,35 +146,48 @@ class Engine:
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
         self.last_prefill_tokens = self.last_generated_tokens = 0
+        cache = self.prefix_cache
+        if cache is not None:
+            cache.validate(self.model)  # cached K/V of other weights are dropped
+        # Rows are kept for reuse when the call generates steps (stop strings): what tree search extends next.
+        store = cache is not None and (any(params.stop) or cache.store_plain)
         generator = None
         if params.seed is not None:
             generator = torch.Generator(device=self.device).manual_seed(params.seed)
         rows = [p for p in range(len(prompt_ids)) for _ in range(params.n)]  # row -> prompt index, prompt-major
         out: list[Completion] = []
         for start in range(0, len(rows), self.max_batch):
-            out += self._generate_chunk(prompt_ids, rows[start : start + self.max_batch], params, generator)
+            out += self._generate_chunk(prompt_ids, rows[start : start + self.max_batch], params, generator, store)
         return out
 
-    def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, generator) -> list[Completion]:
-        model, device = self.model, self.device
-        # Prefill each distinct prompt once, left-padded to a common length P.
-        distinct = list(dict.fromkeys(rows))  # prompt indices, first-seen order
-        lengths = [len(prompt_ids[p]) for p in distinct]
-        U, P = len(distinct), max(lengths)
-        ids = torch.full((U, P), self.pad_id, dtype=torch.long)
-        mask = torch.zeros(U, P, dtype=torch.long)
-        for i, p in enumerate(distinct):
-            ids[i, P - lengths[i] :] = torch.as_tensor(prompt_ids[p])
-            mask[i, P - lengths[i] :] = 1
+    def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, generator, store_rows: bool
+                        ) -> list[Completion]:
+        model, device, prefixes = self.model, self.device, self.prefix_cache
+        # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
+        # (its suffix) left-padded to a common length S after them (prefix_cache.Layout). Without reuse C = 0.
+        row_of: dict[tuple[int, ...], int] = {}  # token ids -> prefill row: equal prompts are prefilled once
+        slot = {p: row_of.setdefault(tuple(prompt_ids[p]), len(row_of)) for p in dict.fromkeys(rows)}  # prompt -> row
+        distinct = [list(k) for k in row_of]  # token id lists, first-seen order
+        lengths = [len(k) for k in distinct]
+        hits = [prefixes.lookup(k, len(k) - 1) if prefixes else Hit(0) for k in distinct]
+        layout = Layout([h.length for h in hits], [n - h.length for n, h in zip(lengths, hits)])
+        U, S = len(distinct), layout.S
+        cache = model.new_cache(U, layout.C + S + params.max_new_tokens)
+        if prefixes:
+            prefixes.place(cache, hits)
+        ids = torch.full((U, S), self.pad_id, dtype=torch.long)
+        mask = torch.zeros(U, S, dtype=torch.long)
+        for i, (k, s) in enumerate(zip(distinct, layout.suffix)):
+            ids[i, S - s :] = torch.as_tensor(k[lengths[i] - s :])
+            mask[i, S - s :] = 1
         ids, mask = ids.to(device), mask.to(device)
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)  # (U, P): real tokens at 0..len-1
-        cache = model.new_cache(U, P + params.max_new_tokens)
-        padded = min(lengths) < P
+        offset = torch.tensor(layout.cached, device=device)[:, None]  # (U, 1)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0) + offset  # (U, S): real tokens at their prompt positions
+        padded = min(layout.suffix) < S
         logits = model(ids, positions, mask if padded else None, cache, logits_to_keep=1)[:, -1]  # (U, V)
-        self.last_prefill_tokens += sum(lengths)
+        self.last_prefill_tokens += sum(layout.suffix)
 
         # Replicate each prompt's cache row for its samples.
-        slot = {p: i for i, p in enumerate(distinct)}
         source = torch.tensor([slot[p] for p in rows], device=device)  # (R,)
         if len(rows) != U:
             cache.select(source)
@@ -157,6 +202,15 @@ class Engine:
         logprobs: list[list[float]] = [[] for _ in rows]
         reasons = ["length"] * len(rows)
         active = list(range(len(rows)))  # batch row j decodes chunk row active[j]
+
+        def store(batch_rows: list[int], generated: int) -> None:  # keep finished rows' K/V for later prompts
+            items = []
+            for j in batch_rows:
+                r = active[j]
+                i = slot[rows[r]]
+                items.append((distinct[i] + tokens[r][:generated], j, layout.slots(i, generated)))
+            prefixes.insert_many(cache, items)
+
         for step in range(params.max_new_tokens):
             chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, generator)  # (B,), (B,)
             self.last_generated_tokens += len(active)
@@ -173,8 +227,12 @@ class Engine:
                     continue
                 keep.append(j)
             if not keep or step == params.max_new_tokens - 1:
+                if store_rows:  # the K/V of this step's tokens were never computed: `step` generated tokens are cached
+                    store(list(range(len(active))), step)
                 break
             if len(keep) < len(active):  # drop finished rows: the batch shrinks (survivors from the end fill holes)
+                if store_rows:
+                    store(sorted(set(range(len(active))) - set(keep)), step)
                 order = compaction_order(keep)
                 cache.select(order)
                 index = torch.tensor(order, device=device)

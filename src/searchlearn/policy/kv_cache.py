@@ -1,7 +1,8 @@
-"""The KV cache of incremental decoding: preallocated per-layer key/value buffers and a key-validity mask.
+"""The KV cache of incremental decoding: one preallocated key/value buffer for all layers and a key-validity mask.
 
 The model writes each forward call's keys/values at the cache's `length`; the engine reindexes rows with `select`
-(dropping finished sequences, or repeating a prefilled prompt for n samples).
+(dropping finished sequences, or repeating a prefilled prompt for n samples) and reads/writes whole rows across all
+layers at once for prefix caching (`kv`, `load_prefix`).
 """
 
 from __future__ import annotations
@@ -15,20 +16,25 @@ if TYPE_CHECKING:
 
 
 class KVCache:
-    """Preallocated keys/values, one (B, H_kv, T_max, D) buffer per layer, plus a (B, T_max) key-validity mask.
+    """Keys and values in one (2, layers, B, H_kv, T_max, D) buffer `kv` (`k[layer]`, `v[layer]` are its (B, H_kv,
+    T_max, D) views), plus a (B, T_max) key-validity mask.
 
     All rows share one write position `length` (prompts are left-padded to a common length). `select(index)` reindexes
     rows: drop finished sequences (compaction, done in place) or repeat a prefilled prompt n times.
     """
 
     def __init__(self, config: LlamaConfig, batch_size: int, max_length: int, dtype=torch.float32, device="cpu"):
-        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
-        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
-        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(config.num_hidden_layers)]
+        shape = (2, config.num_hidden_layers, batch_size, config.num_key_value_heads, max_length, config.head_dim)
+        self.kv = torch.empty(shape, dtype=dtype, device=device)
+        self._views()
         self.key_mask = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)  # True = real token
         self.length = 0  # positions filled so far
         self.max_length = max_length
         self.padded = False  # whether any filled key is padding (then attention needs a mask)
+
+    def _views(self) -> None:
+        self.k = list(self.kv[0].unbind(0))  # per layer (B, H_kv, T_max, D), views of `kv`
+        self.v = list(self.kv[1].unbind(0))
 
     @property
     def batch_size(self) -> int:
@@ -42,6 +48,16 @@ class KVCache:
         self.key_mask[:, start:end] = True if mask is None else mask.bool()
         self.padded = self.padded or (mask is not None and not bool(mask.bool().all()))
         return self.key_mask[:, :end]
+
+    def load_prefix(self, kv: torch.Tensor, mask: torch.Tensor) -> None:
+        """Fill slots [0, C) of an empty cache with (2, layers, B, H_kv, C, D) keys/values and their (B, C) validity
+        mask (prefixes reused from a `PrefixCache`, see prefix_cache.py)."""
+        if self.length:
+            raise ValueError("load_prefix needs an empty cache")
+        C = mask.shape[1]
+        self.kv[..., :C, :] = kv
+        self.write_mask(mask, C)
+        self.length = C
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Append (B, H_kv, T, D) keys/values at `length`; return views of everything cached, (B, H_kv, L, D)."""
@@ -61,12 +77,13 @@ class KVCache:
         moved = list(range(n)) if grow else [i for i, j in enumerate(index) if i != j]
         dst = torch.tensor(moved, dtype=torch.long, device=self.key_mask.device)
         src = torch.tensor([index[i] for i in moved], dtype=torch.long, device=self.key_mask.device)
-        mask = [self.key_mask[:, None, :, None]]  # (B, 1, T_max, 1): indexed like the K/V buffers
-        for bufs in (self.k, self.v, mask):
-            for i, buf in enumerate(bufs):
-                out = buf.new_empty((n, *buf.shape[1:])) if grow else buf[:n]
-                if moved:  # the right side is gathered into a temporary first, so in place is safe
-                    out[dst, :, :L] = buf[src, :, :L]
-                bufs[i] = out
-        self.key_mask = mask[0][:, 0, :, 0]
+        kv = self.kv.new_empty((*self.kv.shape[:2], n, *self.kv.shape[3:])) if grow else self.kv[:, :, :n]
+        mask = self.key_mask.new_empty((n, self.max_length)) if grow else self.key_mask[:n]
+        if moved:  # the right side is gathered into a temporary first, so in place is safe
+            kv[:, :, dst, :, :L] = self.kv[:, :, src, :, :L]
+            mask[dst, :L] = self.key_mask[src, :L]
+        if grow:
+            mask[:, L:] = False
+        self.kv, self.key_mask = kv, mask
+        self._views()
         self.padded = bool((~self.key_mask[:, :L]).any())

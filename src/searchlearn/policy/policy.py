@@ -13,6 +13,7 @@ import torch
 
 from searchlearn.policy.engine import Engine
 from searchlearn.policy.model import LlamaForCausalLM
+from searchlearn.policy.prefix_cache import default_tokens
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Completion, Ledger, SamplingParams
 
@@ -65,14 +66,22 @@ def next_token_logprobs(logits_of, prompt_ids: list[list[int]], completion_ids: 
 
 
 class LocalPolicy:
-    """generate(prompts, params) -> completions (prompt-major, n per prompt), charged to `self.ledger`."""
+    """generate(prompts, params) -> completions (prompt-major, n per prompt), charged to `self.ledger`.
 
-    def __init__(self, model: LlamaForCausalLM, tokenizer: TaskTokenizer, device: str = "cpu", max_batch: int = 256):
+    `prefix_cache_tokens`: the engine keeps up to this many tokens of finished sequences' K/V and prefills only what
+    a later prompt adds (tree search re-sends every path; policy/prefix_cache.py); 0 turns it off, None (default)
+    sizes it to 256 MiB of K/V, at most 65,536 tokens (`prefix_cache.default_tokens`).
+    """
+
+    def __init__(self, model: LlamaForCausalLM, tokenizer: TaskTokenizer, device: str = "cpu", max_batch: int = 256,
+                 prefix_cache_tokens: int | None = None):
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = device
         eos_ids = getattr(tokenizer, "eos_ids", None)  # an HFTokenizer may end turns with several ids
-        self.engine = Engine(self.model, tokenizer, device=device, max_batch=max_batch, eos_ids=eos_ids)
+        self.engine = Engine(self.model, tokenizer, device=device, max_batch=max_batch, eos_ids=eos_ids,
+                             prefix_cache_tokens=default_tokens(self.model) if prefix_cache_tokens is None
+                             else prefix_cache_tokens)
         self.ledger = Ledger()
         self.n_params = model.num_parameters(exclude_embeddings=True)
 
