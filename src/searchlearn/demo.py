@@ -53,9 +53,9 @@ class RewardStageConfig:
     problems: int = 64  # training problems whose sampled solutions get Monte-Carlo step labels (0 = no stage)
     samples: int = 4  # solutions sampled per training problem
     rollouts: int = 4  # M completions per step prefix (hard label: any correct; soft: the fraction)
-    models: tuple[str, ...] = ("prm_soft", "prm_hard", "orm")  # heads to train, KIND_LABEL (kind: prm|orm|value|ppm)
+    models: tuple[str, ...] = ("prm_soft", "prm_hard", "orm", "ppm_soft")  # heads to train: KIND_LABEL
     aggregate: str = "min"  # how a learned model's step scores rank a solution (last | min | prod | mean)
-    train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=300))  # each head's training
+    train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=100))  # each head's training
     eval_problems: int = 32  # held-out problems of the reward evaluation
     eval_samples: int = 16  # N solutions per held-out problem: rerank@N against maj@N and pass@N
 
@@ -150,7 +150,12 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     trained_stats = {}
     for name in rc.models:
         kind, _, label = name.partition("_")
-        model, stats = fit(policy, labels, kind, label or "soft", rc.train, log=run.log)
+        try:
+            model, stats = fit(policy, labels, kind, label or "soft", rc.train, log=run.log)
+        except ValueError as e:  # no training examples (PPM: no sibling pair with a margin): reported, not fatal
+            trained_stats[name] = {"skipped": str(e)}
+            progress.say(f"reward models: {name} skipped: {e}")
+            continue
         model.save(run.out / "reward" / name, policy.tokenizer, {"name": name, "label": label or "soft",
                                                                   "aggregate": rc.aggregate, "train": stats})
         scorers[name] = (LearnedScorer(model, policy.tokenizer, task, rc.aggregate), rc.aggregate)
