@@ -50,13 +50,13 @@ def default_phases() -> tuple[PhaseConfig, ...]:
 
 @dataclass
 class RewardStageConfig:
-    problems: int = 64  # training problems whose sampled solutions get Monte-Carlo step labels (0 = no stage)
+    problems: int = 24  # training problems whose sampled solutions get Monte-Carlo step labels (0 = no stage)
     samples: int = 4  # solutions sampled per training problem
     rollouts: int = 4  # M completions per step prefix (hard label: any correct; soft: the fraction)
-    models: tuple[str, ...] = ("prm_soft", "prm_hard", "orm", "ppm_soft")  # heads to train: KIND_LABEL
+    models: tuple[str, ...] = ("prm_soft", "orm", "ppm_soft")  # heads to train: KIND_LABEL (+ prm_hard, value_soft)
     aggregate: str = "min"  # how a learned model's step scores rank a solution (last | min | prod | mean)
-    train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=100))  # each head's training
-    eval_problems: int = 32  # held-out problems of the reward evaluation
+    train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=50))  # each head's training
+    eval_problems: int = 24  # held-out problems of the reward evaluation
     eval_samples: int = 16  # N solutions per held-out problem: rerank@N against maj@N and pass@N
 
     def __post_init__(self) -> None:
@@ -133,6 +133,7 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
         metrics["reward"] = {name: {k: r[k] for k in ("step_auc", "first_error_acc", "outcome_auc", "ece")
                                     if k in r} | {"rerank": r[f"rerank@{cfg.reward.eval_samples}"]}
                              for name, r in result.items() if isinstance(r, dict) and "step_auc" in r}
+        metrics["wall_seconds"] = run.seconds  # the reward stage included
     finish(cfg, run, trained, metrics, sections)
     return metrics
 

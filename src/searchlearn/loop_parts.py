@@ -15,11 +15,11 @@ from functools import partial
 from typing import Callable, Sequence
 
 from searchlearn.learn.dpo import node_value, solution_pairs, step_pairs, tokenize_pairs, train_dpo
+from searchlearn.learn.expert_iteration import expert_examples
 from searchlearn.learn.grpo import recipe, train_grpo
 from searchlearn.learn.losses import dpo_loss, ipo_loss
 from searchlearn.learn.ppo import train_ppo
 from searchlearn.learn.sft import train_sft
-from searchlearn.policy.policy import encode_prompts
 from searchlearn.reward.process import ConfidenceScorer, GoldScorer, OutcomeAtTerminal
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.beam import BeamConfig, beam_search
@@ -129,15 +129,9 @@ def label_outcomes(results: Sequence[SearchResult], problems: Sequence[Problem],
         t.correct = score is not None and score >= 1.0
 
 
-def expert_examples(results: Sequence[SearchResult], problems, policy, phase, seed: int) -> tuple[list, dict]:
-    """Expert iteration's data: up to `keep_per_problem` distinct verifier-correct trajectories per problem, as
-    (prompt ids, completion ids + EOS). The prompt is what the policy saw (a revision prompt for revisions)."""
-    tokenizer = policy.tokenizer
-    kept = [t for r in results
-            for t in list({t.completion: t for t in r.trajectories if t.correct}.values())[: phase.keep_per_problem]]
-    prompts = encode_prompts(tokenizer, [t.prompt for t in kept]) if kept else []
-    completions = tokenizer.encode_batch([t.completion for t in kept]) if kept else []
-    examples = [[p, c + [tokenizer.eos_id]] for p, c in zip(prompts, completions)]
+def expert_data(results: Sequence[SearchResult], problems, policy, phase, seed: int) -> tuple[list, dict]:
+    """Expert iteration's data: the verifier-correct trajectories (`learn/expert_iteration.py`)."""
+    examples = expert_examples(results, policy.tokenizer, phase.keep_per_problem)
     return examples, {"learn/examples": len(examples)}
 
 
@@ -195,8 +189,8 @@ def _online(variant: str) -> LearnerSpec:
 
 
 LEARNERS: dict[str, LearnerSpec] = {
-    "expert_iteration": LearnerSpec("search", train_sft_examples, expert_examples),
-    "sft": LearnerSpec("search", train_sft_examples, expert_examples),  # the same: SFT on verifier-kept search data
+    "expert_iteration": LearnerSpec("search", train_sft_examples, expert_data),
+    "sft": LearnerSpec("search", train_sft_examples, expert_data),  # the same: SFT on verifier-kept search data
     "dpo": LearnerSpec("search", train_pairs, solution_pair_data),
     "ipo": LearnerSpec("search", partial(train_pairs, loss_fn=ipo_loss), solution_pair_data),
     "step_dpo": LearnerSpec("search", train_pairs, step_pair_data, needs_tree=True),

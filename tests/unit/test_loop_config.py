@@ -6,7 +6,7 @@ import pytest
 
 from searchlearn.config import ConfigError, from_dict
 from searchlearn.loop_config import LoopConfig, PhaseConfig, SearcherConfig, load_loop_config
-from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS, expert_examples, label_outcomes
+from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS, expert_data, label_outcomes
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.search.beam import BeamConfig
 from searchlearn.types import Ledger, Problem, SearchResult, Trajectory
@@ -113,10 +113,10 @@ def test_expert_iteration_keeps_distinct_correct_trajectories_per_problem():
         tokenizer = tok
 
     phase = PhaseConfig(keep_per_problem=5)
-    examples, stats = expert_examples(results, problems, Policy(), phase, seed=0)
+    examples, stats = expert_data(results, problems, Policy(), phase, seed=0)
     assert stats["learn/examples"] == 2  # the duplicate of "1+2=3 yes" is kept once; problem b has none
     prompt, completion = examples[0]
     assert prompt[0] == tok.bos_id and completion[-1] == tok.eos_id
     assert tok.decode(completion[:-1]) == "1+2=3 yes\n"
-    examples, _ = expert_examples(results, problems, Policy(), PhaseConfig(keep_per_problem=1), seed=0)
+    examples, _ = expert_data(results, problems, Policy(), PhaseConfig(keep_per_problem=1), seed=0)
     assert len(examples) == 1
