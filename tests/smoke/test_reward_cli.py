@@ -13,6 +13,18 @@ from searchlearn.tasks.countdown import WORDS
 SMALL = ["--quick", "--max-new-tokens", "12"]
 
 
+def save_tiny_policy(directory) -> str:
+    """A random one-layer policy with the Countdown digit tokenizer, saved to `directory`."""
+    tok = TaskTokenizer(WORDS, digits=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
+    model.save_pretrained(directory)
+    tok.save(directory)
+    return str(directory)
+
+
 def test_reward_train_and_eval(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SEARCHLEARN_QUIET", "1")
 
@@ -20,14 +32,7 @@ def test_reward_train_and_eval(tmp_path, capsys, monkeypatch):
         main(["reward", *args])
         return capsys.readouterr().out
 
-    tok = TaskTokenizer(WORDS, digits=True)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                                         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
-    model.save_pretrained(tmp_path / "policy")
-    tok.save(tmp_path / "policy")
-    policy = str(tmp_path / "policy")
+    policy = save_tiny_policy(tmp_path / "policy")
     run("train", "--model", policy, "--kind", "prm", "--problems", "3", "--samples", "2", "--rollouts", "2",
         "--steps", "3", "--batch-size", "2", "--out", str(tmp_path / "prm"), *SMALL)
     labels = json.loads((tmp_path / "prm" / "mc_labels.json").read_text())
@@ -55,14 +60,7 @@ def test_reward_train_disc_two_rounds_and_eval(tmp_path, capsys, monkeypatch):
     """--kind disc: 2 adversarial rounds (D update, then a GRPO step on D's logit) through the CLI; D is saved like the
     other heads, the trained policy beside it, and `reward eval --rm` reports D's outcome AUC vs correctness."""
     monkeypatch.setenv("SEARCHLEARN_QUIET", "1")
-    tok = TaskTokenizer(WORDS, digits=True)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
-                                         bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id))
-    model.save_pretrained(tmp_path / "policy")
-    tok.save(tmp_path / "policy")
-    policy = str(tmp_path / "policy")
+    policy = save_tiny_policy(tmp_path / "policy")
     main(["reward", "train", "--model", policy, "--kind", "disc", "--rounds", "2", "--problems", "3", "--samples",
           "2", "--steps", "2", "--batch-size", "4", "--policy-steps", "1", "--out", str(tmp_path / "disc"), *SMALL])
     assert "discriminator disc (2 rounds)" in capsys.readouterr().out
