@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from searchlearn.evaluate import headline
-from searchlearn.report import html
-from searchlearn.report.plots import _save, plt
+from searchlearn.report import html, plots
 
 EXAMPLES = 4  # traces shown
 LEDGER = ("ledger/generated_tokens", "ledger/prefilled_tokens", "ledger/reward_tokens")
@@ -45,7 +44,8 @@ def build_eval_report(out: str | Path, result: dict, model: str, task: str, ks: 
         table = html.table({"model": row}, list(row))
         note = (f"<p>pass@1 is greedy; pass@k (unbiased estimator) and maj@k from {max(ks)} samples per problem; "
                 "generated tokens in total, greedy and sampled.</p>")
-        figures = [pass_at_k_figure(metrics, ks, task, out / "pass_at_k.png")]
+        figures = [plots.pass_at_k({"": metrics}, list(ks), out / "pass_at_k.png",
+                                   title=f"Best-of-k on held-out {task} problems")]
         traces = "Example traces (greedy)"
     sections = [("Held-out accuracy", intro + table + note),
                 ("Figures", "".join(html.image(f) for f in figures)),
@@ -53,20 +53,3 @@ def build_eval_report(out: str | Path, result: dict, model: str, task: str, ks: 
     path = out / "report.html"
     path.write_text(html.page(f"searchlearn eval: {title}", sections))
     return path
-
-
-def pass_at_k_figure(metrics: dict, ks: Sequence[int], task: str, path: str | Path) -> Path:
-    """pass@k and maj@k against k (log x) for one evaluated policy, with its greedy pass@1."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(ks, [metrics[f"sample_pass@{k}"] for k in ks], "o-", color="C0", label="pass@k")
-    ax.plot(ks, [metrics[f"maj@{k}"] for k in ks], "s--", color="C1", label="maj@k")
-    ax.axhline(metrics["pass@1"], color="C2", lw=0.8, ls=":", label="greedy pass@1")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(ks), [str(k) for k in ks])
-    ax.set_xlabel("samples k")
-    ax.set_ylabel("held-out accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"Best-of-k on held-out {task} problems")
-    return _save(fig, path)

@@ -10,14 +10,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def pass_at_k(evals: dict[str, dict], ks: list[int], path: str | Path) -> Path:
-    """pass@k and maj@k against k (log x), one line pair per evaluated policy (e.g. init, final)."""
+def pass_at_k(evals: dict[str, dict], ks: list[int], path: str | Path,
+              title: str = "Best-of-k on held-out Countdown targets") -> Path:
+    """pass@k and maj@k against k (log x), one line pair per evaluated policy (e.g. init, final; a name "" labels the
+    lines plainly)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, (name, metrics) in enumerate(evals.items()):
         color = f"C{i}"
-        ax.plot(ks, [metrics[f"sample_pass@{k}"] for k in ks], "o-", color=color, label=f"{name} pass@k")
-        ax.plot(ks, [metrics[f"maj@{k}"] for k in ks], "s--", color=color, label=f"{name} maj@k")
-        ax.axhline(metrics["pass@1"], color=color, lw=0.8, ls=":", label=f"{name} greedy")
+        ax.plot(ks, [metrics[f"sample_pass@{k}"] for k in ks], "o-", color=color, label=f"{name} pass@k".strip())
+        ax.plot(ks, [metrics[f"maj@{k}"] for k in ks], "s--", color=color, label=f"{name} maj@k".strip())
+        ax.axhline(metrics["pass@1"], color=color, lw=0.8, ls=":", label=f"{name} greedy".strip())
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("samples k")
@@ -25,7 +27,7 @@ def pass_at_k(evals: dict[str, dict], ks: list[int], path: str | Path) -> Path:
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    ax.set_title("Best-of-k on held-out Countdown targets")
+    ax.set_title(title)
     return _save(fig, path)
 
 

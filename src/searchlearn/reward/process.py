@@ -97,20 +97,35 @@ class ConfidenceScorer:
         prompts = self.policy.encode_prompts([p.prompt for p in problems])
         pieces = [[tokenizer.encode(s) for s in self.task.steps(text)] for text in texts]
         completions = [[t for piece in steps for t in piece] for steps in pieces]
+        logps: list[list[float]] = [[] for _ in completions]
+        sequences = [p + c for p, c in zip(prompts, completions)]
+        for chunk in _length_chunks([i for i, c in enumerate(completions) if c], sequences,
+                                    self.policy.model.config.vocab_size):
+            rows = self.policy.logprobs([prompts[i] for i in chunk], [completions[i] for i in chunk])
+            for i, logp in zip(chunk, rows):
+                logps[i] = logp.tolist()
+                self.ledger.charge_reward(len(prompts[i]) + len(completions[i]), self.policy.n_params)
         out = []
-        for (prompt, completion, steps) in zip(prompts, completions, pieces):
-            if not completion:
-                out.append([])
-                continue
-            logp = self.policy.logprobs([prompt], [completion])[0].tolist()
-            self.ledger.charge_reward(len(prompt) + len(completion), self.policy.n_params)
+        for logp, steps in zip(logps, pieces):
             scores, start = [], 0
-            for piece in steps:
+            for piece in steps if logp else ():
                 chunk = logp[start : start + len(piece)]
                 start += len(piece)
                 scores.append(math.exp(sum(chunk) / len(chunk)) if chunk else 0.0)
             out.append(scores)
         return out
+
+
+def _length_chunks(index: list[int], seqs: Sequence[Sequence[int]], vocab: int, max_logits: int = 1 << 24
+                   ) -> list[list[int]]:
+    """`index` sorted by sequence length and cut into batches of at most `max_logits` logits (rows × longest × V)."""
+    order, chunks = sorted(index, key=lambda i: len(seqs[i])), []
+    for i in order:
+        if chunks and (len(chunks[-1]) + 1) * len(seqs[i]) * vocab <= max_logits:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
 
 
 def ends_with_answer(problem: Problem, text: str) -> bool:
