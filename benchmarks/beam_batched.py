@@ -23,11 +23,12 @@ import time
 
 import torch
 
+from searchlearn.policy.hf import load_policy
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.prefix_cache import PrefixCache
 from searchlearn.policy.tokenizer import TaskTokenizer
-from searchlearn.reward.process import make_scorer
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.beam import BeamConfig, beam_search
 from searchlearn.search.budget import Budget
 from searchlearn.tasks.countdown import WORDS, CountdownTask
@@ -64,7 +65,7 @@ def main() -> None:
     ap.add_argument("--cache-compare", action="store_true", help="sides: batched without / with the prefix cache")
     args = ap.parse_args()
 
-    policy = LocalPolicy.load(args.model) if args.model else random_policy(hidden=args.hidden, layers=args.layers)
+    policy = load_policy(args.model, backend="native") if args.model else random_policy(hidden=args.hidden, layers=args.layers)
     policy.engine.max_batch = args.max_batch
     task = CountdownTask()
     problems = task.problems("test", args.problems, seed=1)

@@ -64,7 +64,7 @@ def override(config: T, assignments: list[str]) -> T:
             node = node[key]
         if keys[-1] not in node:
             raise ConfigError(f"override {path!r}: unknown key {keys[-1]!r}; valid keys: {', '.join(sorted(node))}")
-        node[keys[-1]] = yaml.safe_load(raw)
+        node[keys[-1]] = parse_value(raw, path)
     return from_dict(type(config), data)
 
 
@@ -73,9 +73,39 @@ def load(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()
     config = base if base is not None else cls()
     if path is not None:
         data = to_dict(config)
-        _merge(data, yaml.safe_load(Path(path).read_text()) or {})
+        _merge(data, read_yaml(path))
         config = from_dict(cls, data)
     return override(config, list(overrides))
+
+
+def parse_value(raw: str, key: str) -> Any:
+    """An override's value, read as a YAML scalar or flow collection (`3e-4`, `true`, `[1, 4]`)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {key!r}: {raw!r} is not a valid YAML value") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file's mapping (empty file: {}); a missing file is FileNotFoundError, a malformed one a ConfigError
+    naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file ({e.reason})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(data).__name__}")
+    return data
 
 
 def _merge(into: dict, new: dict) -> None:

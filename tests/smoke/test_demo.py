@@ -2,28 +2,18 @@
 sweep) writes every output, and `--resume` after a kill finishes the run."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ENV = {**os.environ, "SEARCHLEARN_QUIET": "1"}
-
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
-
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_run(tmp_path_factory, cli):
     out = tmp_path_factory.mktemp("demo")
     t0 = time.time()
-    proc = run_cli("demo", "--quick", "--out", str(out))
+    proc = cli("demo", "--quick", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, time.time() - t0
 
@@ -64,18 +54,18 @@ def test_quick_demo_writes_all_outputs(quick_run):
     assert (out / "policy" / "model.safetensors").exists()
 
 
-def test_eval_command_on_the_demo_policy(quick_run, tmp_path):
+def test_eval_command_on_the_demo_policy(quick_run, tmp_path, cli):
     out, _ = quick_run
-    proc = run_cli("eval", "--quick", "--model", str(out / "policy"), "--out", str(tmp_path))
+    proc = cli("eval", "--quick", "--model", str(out / "policy"), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "metrics.json").read_text())
     final = json.loads((out / "metrics.json").read_text())["final"]
     assert result["metrics"]["pass@1"] == pytest.approx(final["pass@1"])  # same policy, same problems, greedy
 
 
-def test_eval_with_gold_guided_beam_on_the_demo_policy(quick_run, tmp_path):
+def test_eval_with_gold_guided_beam_on_the_demo_policy(quick_run, tmp_path, cli):
     out, _ = quick_run
-    proc = run_cli("eval", "--quick", "--model", str(out / "policy"), "--search", "beam", "--scorer", "gold",
+    proc = cli("eval", "--quick", "--model", str(out / "policy"), "--search", "beam", "--scorer", "gold",
                    "--budget", "4", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
@@ -83,23 +73,23 @@ def test_eval_with_gold_guided_beam_on_the_demo_policy(quick_run, tmp_path):
     assert metrics["ledger/generated_tokens"] > 0 and metrics["ledger/reward_tokens"] == 0  # the oracle costs nothing
 
 
-def test_killed_demo_resumes_to_the_same_result(quick_run, tmp_path):
+def test_killed_demo_resumes_to_the_same_result(quick_run, tmp_path, cli):
     out, _ = quick_run
-    proc = subprocess.Popen([sys.executable, "-m", "searchlearn.cli", "demo", "--quick", "--out", str(tmp_path)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cli.argv("demo", "--quick", "--out", str(tmp_path)),
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / "ckpt" / "init" / "trainer_state.json").exists():  # first SFT checkpoint
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed = run_cli("demo", "--quick", "--out", str(tmp_path), "--resume")
+    resumed = cli("demo", "--quick", "--out", str(tmp_path), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((out / "metrics.json").read_text())
     b = json.loads((tmp_path / "metrics.json").read_text())
     assert a["init"] == b["init"] and a["final"] == b["final"]
 
 
-def test_bad_override_is_a_clear_error(tmp_path):
-    proc = run_cli("demo", "--quick", "--out", str(tmp_path), "--set", "init.stepz=3")
+def test_bad_override_is_a_clear_error(tmp_path, cli):
+    proc = cli("demo", "--quick", "--out", str(tmp_path), "--set", "init.stepz=3")
     assert proc.returncode == 2 and "valid keys" in proc.stderr

@@ -2,13 +2,9 @@
 report.html."""
 
 import json
-import os
-import subprocess
-import sys
 
 from searchlearn.policy.tiny import tiny_checkpoint
 
-ENV = {**os.environ, "SEARCHLEARN_QUIET": "1", "OMP_NUM_THREADS": "1"}
 ROWS = [
     {"question": "Natalia sold 48 clips in April and half as many in May. How many in all?", "answer": "#### 72"},
     {"question": "What is 1,000 + 234?", "answer": "1000 + 234 = 1234\n#### 1,234"},
@@ -18,17 +14,13 @@ ROWS = [
 ]
 
 
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
 
-
-def test_eval_on_a_hf_checkpoint_and_math_jsonl(tmp_path):
+def test_eval_on_a_hf_checkpoint_and_math_jsonl(tmp_path, cli1):
     model = tiny_checkpoint(tmp_path / "model", "qwen2")
     data = tmp_path / "five.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
     out = tmp_path / "eval"
-    proc = run_cli("eval", "--model", str(model), "--data", str(data), "--task", "math", "--budget", "2",
+    proc = cli1("eval", "--model", str(model), "--data", str(data), "--task", "math", "--budget", "2",
                    "--prompt", "reasoning", "--out", str(out), "--set", "eval.max_new_tokens=6")
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "metrics.json").read_text())
@@ -46,22 +38,22 @@ def test_eval_on_a_hf_checkpoint_and_math_jsonl(tmp_path):
     assert report.count("<pre>") == 4 and "math task" in report  # four greedy traces
 
 
-def test_eval_reports_a_malformed_line(tmp_path):
+def test_eval_reports_a_malformed_line(tmp_path, cli1):
     data = tmp_path / "bad.jsonl"
     data.write_text(json.dumps(ROWS[0]) + "\n{not json\n")
-    proc = run_cli("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
+    proc = cli1("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
     assert proc.returncode == 2 and f"{data}:2: not valid JSON" in proc.stderr
     data.write_text(json.dumps(ROWS[0]) + "\n")
-    proc = run_cli("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
+    proc = cli1("eval", "--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path))
     assert proc.returncode == 2 and "no such model directory" in proc.stderr
 
 
-def test_eval_with_a_tree_search_on_math(tmp_path):
+def test_eval_with_a_tree_search_on_math(tmp_path, cli1):
     model = tiny_checkpoint(tmp_path / "model", "llama")
     data = tmp_path / "five.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
     out = tmp_path / "beam"
-    proc = run_cli("eval", "--model", str(model), "--data", str(data), "--search", "beam", "--budget", "4",
+    proc = cli1("eval", "--model", str(model), "--data", str(data), "--search", "beam", "--budget", "4",
                    "--out", str(out), "--set", "eval.max_new_tokens=8", "--step-tokens", "4")
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]

@@ -2,10 +2,8 @@
 iteration on best-of-N, a round of GRPO) writes every output, and a run killed mid-way resumes to the same result."""
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +13,14 @@ from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "configs" / "loop_quick.yaml")
-ENV = {**os.environ, "SEARCHLEARN_QUIET": "1"}
 
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
-def quick_loop(tmp_path_factory):
+def quick_loop(tmp_path_factory, cli):
     out = tmp_path_factory.mktemp("loop")
     t0 = time.time()
-    proc = run_cli("loop", QUICK, "--out", str(out))
+    proc = cli("loop", QUICK, "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     return out, time.time() - t0
 
@@ -58,12 +51,12 @@ def test_quick_loop_writes_rounds_and_changes_the_policy(quick_loop):
 
 
 @pytest.mark.parametrize("marker", ["stages/round1_search.json", "ckpt/round2/trainer_state.json"])
-def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker):
+def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker, cli):
     """SIGKILL once the first round's search stage is written (the kill lands in its SFT), or once GRPO has its first
     checkpoint; `--resume` must end with the uninterrupted run's metrics, each stage done once."""
     out, _ = quick_loop
-    proc = subprocess.Popen([sys.executable, "-m", "searchlearn.cli", "loop", QUICK, "--out", str(tmp_path)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cli.argv("loop", QUICK, "--out", str(tmp_path)),
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (tmp_path / marker).exists():
         assert time.time() < deadline and proc.poll() is None
@@ -71,7 +64,7 @@ def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "metrics.json").exists()
-    resumed = run_cli("loop", QUICK, "--out", str(tmp_path), "--resume")
+    resumed = cli("loop", QUICK, "--out", str(tmp_path), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((out / "metrics.json").read_text())
     b = json.loads((tmp_path / "metrics.json").read_text())
@@ -81,11 +74,11 @@ def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker):
     assert sum(r.get("phase") == "round1_search" for r in records) == 1
 
 
-def test_unknown_learner_is_a_clear_cli_error(tmp_path):
-    proc = run_cli("loop", QUICK, "--out", str(tmp_path), "--set", "phases.1.learner=grpoo")
+def test_unknown_learner_is_a_clear_cli_error(tmp_path, cli):
+    proc = cli("loop", QUICK, "--out", str(tmp_path), "--set", "phases.1.learner=grpoo")
     assert proc.returncode == 2 and "valid learners" in proc.stderr and "dr_grpo" in proc.stderr
 
 
-def test_missing_init_checkpoint_is_a_clear_cli_error(tmp_path):
-    proc = run_cli("loop", QUICK, "--out", str(tmp_path), "--set", f"init_from={tmp_path / 'nowhere'}")
+def test_missing_init_checkpoint_is_a_clear_cli_error(tmp_path, cli):
+    proc = cli("loop", QUICK, "--out", str(tmp_path), "--set", f"init_from={tmp_path / 'nowhere'}")
     assert proc.returncode == 2 and "init_from" in proc.stderr

@@ -4,10 +4,7 @@ round of GRPO train it through the chat-formatted prompts, and OUT/policy is an 
 project's model cannot hold is a clear error."""
 
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -24,15 +21,10 @@ from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "configs" / "loop_quick.yaml")
-ENV = {**os.environ, "SEARCHLEARN_QUIET": "1", "OMP_NUM_THREADS": "1"}
 SMALL = ["prompt=none", "eval.problems=8", "eval.max_new_tokens=64", "phases.0.searcher.max_new_tokens=64",
          "phases.1.grpo.max_new_tokens=64"]  # short byte-level traces; the chat template without a system prompt
 transformers.logging.set_verbosity_error()
 
-
-def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "searchlearn.cli", *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 def countdown_checkpoint(directory: Path) -> Path:
@@ -55,10 +47,10 @@ def countdown_checkpoint(directory: Path) -> Path:
     return start
 
 
-def test_loop_trains_a_hf_checkpoint(tmp_path):
+def test_loop_trains_a_hf_checkpoint(tmp_path, cli1):
     start = countdown_checkpoint(tmp_path)
     out = tmp_path / "run"
-    proc = run_cli("loop", QUICK, "--out", str(out), "--set", f"init_from={start}", *[x for s in SMALL
+    proc = cli1("loop", QUICK, "--out", str(out), "--set", f"init_from={start}", *[x for s in SMALL
                                                                                       for x in ("--set", s)])
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
@@ -83,10 +75,10 @@ def test_loop_trains_a_hf_checkpoint(tmp_path):
     assert "data:image/png;base64" in (out / "report.html").read_text()
 
 
-def test_a_checkpoint_the_loop_cannot_train_is_a_clear_error(tmp_path):
+def test_a_checkpoint_the_loop_cannot_train_is_a_clear_error(tmp_path, cli1):
     rope = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
     directory = tiny_checkpoint(tmp_path / "yarn", "llama", rope_scaling=rope)
-    proc = run_cli("loop", QUICK, "--out", str(tmp_path / "run"), "--set", f"init_from={directory}")
+    proc = cli1("loop", QUICK, "--out", str(tmp_path / "run"), "--set", f"init_from={directory}")
     assert proc.returncode == 2
     assert "rope_type 'yarn'" in proc.stderr and "the loop cannot train it" in proc.stderr
     assert "Traceback" not in proc.stderr

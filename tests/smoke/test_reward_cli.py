@@ -5,9 +5,9 @@ import json
 
 import torch
 
+from searchlearn.cli.main import main
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
-from searchlearn.cli import main
 from searchlearn.tasks.countdown import WORDS
 
 SMALL = ["--quick", "--max-new-tokens", "12"]

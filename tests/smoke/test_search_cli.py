@@ -40,7 +40,7 @@ def test_search_command_writes_curves(tmp_path):
 
 
 def test_search_command_rejects_an_unknown_strategy(tmp_path, capsys):
-    from searchlearn.cli import main
+    from searchlearn.cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["search", "--model", str(tmp_path), "--strategies", "bon,nope", "--out", str(tmp_path / "out")])

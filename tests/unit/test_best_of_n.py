@@ -1,7 +1,7 @@
 import pytest
 
-from searchlearn.evaluate import pass_at_k
-from searchlearn.search.best_of_n import majority_vote, max_reward, weighted_vote
+from searchlearn.reward.aggregate import majority_vote, max_reward, weighted_vote
+from searchlearn.search.evaluate import pass_at_k
 
 
 def test_majority_vote_counts_and_breaks_ties_by_first_seen():

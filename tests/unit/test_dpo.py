@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from searchlearn.learn.dpo import (
     DPOConfig,
@@ -13,17 +14,10 @@ from searchlearn.learn.dpo import (
     train_dpo,
 )
 from searchlearn.learn.losses import ipo_loss
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Ledger, SearchResult, SearchTree, Step, Trajectory
 
 PAD = 0
-
-
-def tiny_model(seed=0, vocab=24):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
 
 
 def toy_pairs(n=32):

@@ -7,11 +7,11 @@ import torch
 from searchlearn.learn.advantages import grpo_advantages
 from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo, update
 from searchlearn.learn.losses import grpo_loss
-from searchlearn.learn.ppo import PPOConfig, ValueModel, action_values, prepare, train_ppo
+from searchlearn.learn.ppo import PPOConfig, action_values, prepare, train_ppo
 from searchlearn.learn.ppo import update as ppo_update
-from searchlearn.learn.rollout import frozen_logprobs, make_batch, sorted_token_logprobs, step_rewards, \
-    token_logprobs
-from searchlearn.learn.sft import make_optimizer
+from searchlearn.learn.rollout import frozen_logprobs, make_batch, sorted_token_logprobs, step_rewards, token_logprobs
+from searchlearn.learn.trainer import Trainer
+from searchlearn.policy.heads import ValueModel
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
@@ -92,7 +92,7 @@ def test_one_update_changes_parameters_and_lowers_the_loss_on_a_fixed_batch(name
             return r.loss_fn(token_logprobs(model, batch), logp_old, advantages, batch.action_mask)[0].item()
 
     before_loss, before = fixed_loss(), copy.deepcopy(model.state_dict())
-    stats = update(model, make_optimizer(model, cfg), rollout, advantages, cfg, r.loss_fn, step=0)
+    stats = update(Trainer(model, cfg, "grpo"), rollout, advantages, cfg, r.loss_fn, step=0)
     assert stats["updates"] == 1 and stats["ratio"] == pytest.approx(1.0)  # on-policy: π_old is π_θ itself
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert fixed_loss() < before_loss
@@ -102,8 +102,7 @@ def test_minibatch_epochs_recompute_the_old_policy():
     policy = tiny_policy()
     cfg = small_cfg(epochs=2, minibatch_size=8)
     rollout, _ = collect(policy, PROBLEMS, 0, cfg, sevens)
-    stats = update(policy.model, make_optimizer(policy.model, cfg), rollout,
-                   grpo_advantages(rollout.rewards).flatten(), cfg, grpo_loss, step=0)
+    stats = update(Trainer(policy.model, cfg, "grpo"), rollout, grpo_advantages(rollout.rewards).flatten(), cfg, grpo_loss, step=0)
     assert stats["updates"] == 4  # 2 epochs × 16/8 minibatches
     assert stats["ratio"] != pytest.approx(1.0, abs=1e-7)  # later minibatches are off-policy
 
@@ -144,9 +143,9 @@ def test_train_grpo_with_reference_resumes_exactly(tmp_path):
 
 
 def test_beta_zero_loads_no_reference(monkeypatch):
-    import searchlearn.learn.grpo as grpo
+    import searchlearn.learn.trainer as trainer
 
-    monkeypatch.setattr(grpo.copy, "deepcopy", lambda *a: pytest.fail("a reference was built with beta = 0"))
+    monkeypatch.setattr(trainer.copy, "deepcopy", lambda *a: pytest.fail("a reference was built with beta = 0"))
     train_grpo(tiny_policy(), PROBLEMS, small_cfg(steps=1), sevens, loss_fn=partial(grpo_loss, eps_low=0.1))
 
 
@@ -163,7 +162,7 @@ def test_value_model_shapes_and_sharing():
 
 def test_ppo_update_lowers_loss_and_train_ppo_runs(tmp_path):
     policy = tiny_policy()
-    cfg = PPOConfig(steps=2, prompts_per_step=8, samples_per_prompt=2, max_new_tokens=8, lr=1e-2, critic_lr=1e-3,
+    cfg = PPOConfig(steps=2, prompts_per_step=8, group_size=2, max_new_tokens=8, lr=1e-2, critic_lr=1e-3,
                     epochs=1, beta=0.05, checkpoint_every=1)
     rollout, _ = collect(policy, PROBLEMS, 0, small_cfg(prompts_per_step=8, group_size=2), sevens)
     critic = ValueModel(policy.model)
@@ -171,10 +170,9 @@ def test_ppo_update_lowers_loss_and_train_ppo_runs(tmp_path):
     prep = prepare(policy.model, critic, rollout, cfg, reference)
     assert prep["advantages"].shape == rollout.batch.action_mask.shape
     assert torch.all(prep["advantages"][rollout.batch.action_mask == 0] == 0)
-    optimizer = make_optimizer(policy.model, cfg)
-    optimizer.add_param_group({"params": critic.own_parameters(), "lr": cfg.critic_lr, "weight_decay": 0.0})
-    first = ppo_update(policy.model, critic, optimizer, rollout, prep, cfg, step=0)
-    second = ppo_update(policy.model, critic, optimizer, rollout, prep, cfg, step=1)
+    trainer = Trainer(policy.model, cfg, "ppo", aux={"value_model": critic}, aux_lr={"value_model": cfg.critic_lr})
+    first = ppo_update(trainer, critic, rollout, prep, cfg, step=0)
+    second = ppo_update(trainer, critic, rollout, prep, cfg, step=1)
     assert second["loss"] < first["loss"]
     assert second["value_loss"] < first["value_loss"]
 

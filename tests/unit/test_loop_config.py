@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 
 from searchlearn.config import ConfigError, from_dict
-from searchlearn.loop_config import LoopConfig, PhaseConfig, SearcherConfig, load_loop_config
-from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS, expert_data, label_outcomes
+from searchlearn.loop.config import LoopConfig, PhaseConfig, SearcherConfig, load_loop_config
+from searchlearn.loop.learners import LEARNERS, expert_data, label_outcomes
 from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.reward.scorers import SCORERS
 from searchlearn.search.beam import BeamConfig
+from searchlearn.search.registry import SEARCHERS
 from searchlearn.types import Ledger, Problem, SearchResult, Trajectory
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("loop_*.yaml"))
@@ -26,7 +28,7 @@ def test_unknown_learner_lists_the_valid_ones():
 def test_unknown_searcher_and_reward_list_the_valid_ones():
     with pytest.raises(ConfigError, match="valid searchers: beam, bon, dvts, mcts, revision"):
         SearcherConfig(name="astar")
-    with pytest.raises(ConfigError, match="valid rewards: confidence, gold, selfeval, verifier"):
+    with pytest.raises(ConfigError, match="valid scorers: confidence, gold, learned, selfeval, verifier"):
         PhaseConfig(reward="orm")
 
 
@@ -50,7 +52,7 @@ def test_searcher_options_are_the_searchers_own_config_keys():
         2, "min", 0.7, 5)
     with pytest.raises(ConfigError, match="valid keys"):
         SearcherConfig(name="beam", options={"widht": 2})
-    with pytest.raises(ConfigError, match="takes no options"):
+    with pytest.raises(ConfigError, match="valid keys"):  # best-of-N's options are BestOfNConfig's
         SearcherConfig(name="bon", options={"width": 2})
     with pytest.raises(ConfigError, match="seed comes from the round"):
         SearcherConfig(name="mcts", options={"seed": 3})
@@ -87,7 +89,7 @@ def test_shipped_loop_configs_load(path):
 
 def test_registries_are_complete():
     assert {"bon", "beam", "mcts", "revision"} <= set(SEARCHERS)
-    assert set(REWARDS) == {"verifier", "gold", "confidence", "selfeval"}
+    assert set(SCORERS) == {"verifier", "gold", "confidence", "selfeval", "learned"}
     for name, spec in LEARNERS.items():
         assert spec.kind in ("search", "online"), name
         assert (spec.prepare is not None) == (spec.kind == "search"), name

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
+from searchlearn.loop.adversarial import adversarial_rounds
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.discriminator import (
     DiscriminatorConfig,
     DiscriminatorReward,
-    adversarial_rounds,
     discriminator_examples,
     imitation_reward,
 )

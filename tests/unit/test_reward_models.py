@@ -6,23 +6,15 @@ import math
 import pytest
 import torch
 
+from searchlearn.learn.losses import bce_loss, bradley_terry_loss, mse_loss
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.labels import StepLabels
 from searchlearn.reward.learned import LearnedScorer
-from searchlearn.reward.models import (
-    RewardModel,
-    RewardTrainConfig,
-    bce_loss,
-    bradley_terry_loss,
-    encode_steps,
-    loss_of,
-    make_examples,
-    mse_loss,
-    train_reward,
-)
-from searchlearn.reward.process import aggregate, make_scorer
+from searchlearn.reward.models import RewardModel, RewardTrainConfig, encode_steps, loss_of, make_examples, train_reward
 from searchlearn.reward.quality import auc, first_error
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 from searchlearn.types import Problem
 

@@ -6,8 +6,9 @@ import math
 
 import pytest
 import torch
+from conftest import stepping_policy
 
-from searchlearn.loop_parts import REWARDS
+from searchlearn.loop.learners import round_rewards
 from searchlearn.policy.hf_tokenizer import HFTokenizer
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy, next_token_logprobs
@@ -15,8 +16,8 @@ from searchlearn.policy.tiny import spread_weights, tiny_model
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.policy.transformers_policy import TransformersPolicy
 from searchlearn.report.plots import reliability
-from searchlearn.reward.process import make_scorer
 from searchlearn.reward.quality import calibration
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.selfeval import QUESTION, SelfEvalOutcome, SelfEvalScorer, word_ids
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 from searchlearn.tasks.math import MathTask
@@ -221,7 +222,7 @@ def test_garbage_text_gets_scores_without_raising(task):
 
 
 def test_selfeval_is_a_loop_reward():
-    rewards = REWARDS["selfeval"](TASK, spread_policy())
+    rewards = round_rewards("selfeval", TASK, spread_policy())
     assert isinstance(rewards.process, SelfEvalScorer)
     assert rewards.outcome([PROBLEM], [TEXT]) == [1.0]
     with pytest.raises(ValueError):
@@ -230,13 +231,11 @@ def test_selfeval_is_a_loop_reward():
 
 def test_selfeval_guides_beam_search_and_mcts_and_is_charged():
     """Searches hand the scorer lists of recorded `Step`s; its reward tokens land in the problems' ledgers."""
-    from test_search_ledger import tiny_policy
-
     from searchlearn.search.beam import BeamConfig, beam_search
     from searchlearn.search.budget import Budget
     from searchlearn.search.mcts import MCTSConfig, mcts
 
-    policy, problems = tiny_policy(), TASK.problems("test", 2, seed=5)
+    policy, problems = stepping_policy(), TASK.problems("test", 2, seed=5)
     small = dict(step_tokens=6, max_new_tokens=24, max_steps=8)
     for run in (lambda s: beam_search(problems, policy, TASK, s, Budget(4), BeamConfig(width=2, **small)),
                 lambda s: mcts(problems, policy, TASK, s, Budget(4), MCTSConfig(k=2, **small))):

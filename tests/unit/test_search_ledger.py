@@ -2,47 +2,28 @@
 cap holds, seeded searches repeat; and revision on a scripted policy."""
 
 import pytest
-import torch
+from conftest import STEP_TOKENIZER, stepping_policy
 
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
-from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.process import ConfidenceScorer, GoldScorer
-from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.beam import BeamConfig, beam_search
 from searchlearn.search.budget import Budget
 from searchlearn.search.dvts import dvts
 from searchlearn.search.mcts import MCTSConfig, mcts
-from searchlearn.search.revision import RevisionConfig, backtrack_prompt, revise
+from searchlearn.search.revision import RevisionConfig, revise
 from searchlearn.search.scripted import EOS, ScriptedPolicy
-from searchlearn.tasks.countdown import WORDS, CountdownTask
+from searchlearn.tasks.countdown import CountdownTask, backtrack_prompt
 from searchlearn.types import Problem
 
 TASK = CountdownTask()
-TOK = TaskTokenizer(WORDS, max_number=99)
+TOK = STEP_TOKENIZER
 PROBLEMS = TASK.problems("test", 3, seed=5)
 SMALL = dict(step_tokens=6, max_new_tokens=24, max_steps=8)
 
 
-def tiny_policy() -> LocalPolicy:
-    """A random 2-layer model whose lm_head favours "\\n" and eos, so steps are short and paths end."""
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2)
-    model = LlamaForCausalLM(config)
-    head = torch.nn.Linear(32, TOK.vocab_size, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[TOK.vocab["\n"]] = 3.0
-        head.bias[TOK.eos_id] = 1.5
-    model.lm_head = head
-    return LocalPolicy(model, TOK)
-
-
 @pytest.fixture(scope="module")
 def policy() -> LocalPolicy:
-    return tiny_policy()
+    return stepping_policy()
 
 
 def engine_counter(policy: LocalPolicy) -> list[int]:
@@ -69,17 +50,17 @@ SEARCHES = {
     "mcts": lambda pol, b, seed=0: mcts(PROBLEMS, pol, TASK, ConfidenceScorer(), b,
                                         MCTSConfig(k=3, noise_fraction=0.25, seed=seed, **SMALL)),
     "mcts_rollout": lambda pol, b, seed=0: mcts(PROBLEMS, pol, TASK, GoldScorer(TASK), b,
-                                                MCTSConfig(k=2, evaluation="rollout", seed=seed, **SMALL),
-                                                terminal_reward=VerifierReward(TASK)),
-    "revision": lambda pol, b, seed=0: revise(PROBLEMS, pol, TASK, b, RevisionConfig(sequential=2, seed=seed, **SMALL),
-                                              scorer=ConfidenceScorer()),
+                                                MCTSConfig(k=2, evaluation="rollout", seed=seed, verify_terminals=True,
+                                                           **SMALL)),
+    "revision": lambda pol, b, seed=0: revise(PROBLEMS, pol, TASK, ConfidenceScorer(), b,
+                                              RevisionConfig(sequential=2, seed=seed, **SMALL)),
 }
 
 
 @pytest.mark.parametrize("name", sorted(SEARCHES))
 @pytest.mark.parametrize("budget", [Budget(4), Budget(8, max_tokens=70)])
 def test_ledger_counts_engine_tokens_and_budget_holds(name, budget):
-    policy = tiny_policy()
+    policy = stepping_policy()
     produced = engine_counter(policy)
     results = SEARCHES[name](policy, budget)
     cap = budget.cap(SMALL["max_new_tokens"])
@@ -117,14 +98,14 @@ def test_revision_with_feedback_stops_accepted_chains():
 
     policy = ScriptedPolicy(script)
     cfg = RevisionConfig(sequential=3, feedback=True)
-    [r] = revise([problem], policy, TASK, Budget(6), cfg, verifier=VerifierReward(TASK))  # 2 chains × 3
+    [r] = revise([problem], policy, TASK, None, Budget(6), cfg)  # 2 chains × 3, judged by the task's verifier
     assert policy.calls == 2  # round 3 has no live chain: both were accepted in round 2
     assert policy.prompts[1] == ["3 4 -> 7\n4-3=1 no\nback | 3 4\n"] * 2
     assert [t.correct for t in r.trajectories] == [False, True, False, True]
     assert TASK.verify(problem, r.answer).correct
 
     policy = ScriptedPolicy(script)
-    [r] = revise([problem], policy, TASK, Budget(6), RevisionConfig(sequential=3))  # no feedback: every round
+    [r] = revise([problem], policy, TASK, None, Budget(6), RevisionConfig(sequential=3))  # no feedback: every round
     assert policy.calls == 3 and len(r.trajectories) == 6
 
 

@@ -16,7 +16,7 @@ from searchlearn.search.mcts import (
     select_leaf,
 )
 from searchlearn.search.scripted import EOS, ScriptedPolicy
-from searchlearn.types import Node, Problem, SearchTree, Step
+from searchlearn.types import Node, Problem, SearchTree, Step, Verdict
 
 
 def node(parent, prior_prob, visits, value_sum, text="x\n"):
@@ -109,9 +109,12 @@ def test_batched_mcts_one_engine_call_per_iteration_and_terminal_reward():
     policy = ScriptedPolicy(script)
     scorer = TableScorer({"s\n": 0.5, "answer 1\n": 0.5})
     problems = [Problem(f"p{i}", f"q{i}\n") for i in range(3)]
-    cfg = MCTSConfig(k=2, simulations=4, final_rollout=False)
-    results = mcts(problems, policy, None, scorer, Budget(1, max_tokens=10_000), cfg,
-                   terminal_reward=lambda ps, texts: [1.0 for _ in texts])
+    class Accepting:  # a task whose verifier accepts everything
+        def verify(self, problem, text):
+            return Verdict(1.0, "ok")
+
+    cfg = MCTSConfig(k=2, simulations=4, final_rollout=False, verify_terminals=True)
+    results = mcts(problems, policy, Accepting(), scorer, Budget(1, max_tokens=10_000), cfg)
     assert policy.calls == 4  # one per iteration, for all three problems
     assert all(len(prompts) == 3 for prompts in policy.prompts)
     for r, p in zip(results, problems):

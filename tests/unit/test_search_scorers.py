@@ -4,16 +4,11 @@ aggregation, and the per-problem charging of reward tokens."""
 import math
 
 import pytest
+from conftest import stepping_policy
 
-from searchlearn.reward.process import (
-    ConfidenceScorer,
-    GoldScorer,
-    OutcomeAtTerminal,
-    Weighted,
-    aggregate,
-    ends_with_answer,
-    make_scorer,
-)
+from searchlearn.reward.aggregate import aggregate
+from searchlearn.reward.process import ConfidenceScorer, GoldScorer, OutcomeAtTerminal, Weighted, ends_with_answer
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts
 from searchlearn.search.steps import completion_steps
@@ -43,9 +38,7 @@ def test_confidence_of_recorded_steps_is_the_geometric_mean_token_probability():
 
 
 def test_confidence_on_text_runs_the_policy_and_charges_reward_tokens():
-    from test_search_ledger import tiny_policy
-
-    policy = tiny_policy()
+    policy = stepping_policy()
     scorer = make_scorer("confidence", TASK, policy)
     [scores] = scorer([PROBLEM], [GOOD])
     assert len(scores) == len(TASK.steps(GOOD)) and all(0.0 < s <= 1.0 for s in scores)

@@ -2,18 +2,14 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_model
 
+from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
-from searchlearn.learn.sft import SFTConfig, batch_indices, collate, learning_rate, train_sft
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.learn.sft import SFTConfig, collate, train_sft
+from searchlearn.learn.trainer import learning_rate
 
 PAD = 0
-
-
-def tiny_model(seed=0, vocab=24):
-    torch.manual_seed(seed)
-    return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
 
 
 def toy_examples(n=64):

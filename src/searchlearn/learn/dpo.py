@@ -12,7 +12,6 @@ the model as it is then), and travel in the checkpoint, so no reference model is
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Callable, Sequence
 
 import torch
 
-from searchlearn import progress
-from searchlearn.learn import checkpoint
+from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import dpo_loss
 from searchlearn.learn.rollout import make_batch, token_logprobs
-from searchlearn.learn.sft import batch_indices, learning_rate, make_optimizer
+from searchlearn.learn.trainer import TrainConfig, Trainer
 from searchlearn.policy.policy import encode_prompts
 from searchlearn.types import Node, SearchResult, SearchTree
 
@@ -132,28 +130,20 @@ def reference_logprobs(model: torch.nn.Module, pairs: Sequence[TokenPair], pad_i
 
 
 @dataclass
-class DPOConfig:
+class DPOConfig(TrainConfig):
     steps: int = 200  # optimizer steps
     batch_size: int = 16  # pairs per step
     lr: float = 1e-5  # peak learning rate
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of lr
     warmup_steps: int = 10  # linear warm-up from 0
-    weight_decay: float = 0.0  # AdamW decay on matrices
-    betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
-    grad_clip: float = 1.0  # max global grad norm (0 = off)
+    log_every: int = 10  # steps between logged records
     beta: float = 0.1  # DPO β (IPO's τ): strength of the pull towards the reference
     sft_coef: float = 0.0  # weight of an NLL term on the chosen tokens (RPO, Pang et al. 2024); 0 = pure DPO
-    checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end)
-    log_every: int = 10  # steps between logged records
-    seed: int = 0  # pair-order seed
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 0:
-            raise ValueError("steps, checkpoint_every >= 0; batch_size, log_every >= 1")
-        if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
-            raise ValueError("lr > 0, min_lr_ratio in [0, 1], warmup_steps >= 0")
-        if self.beta <= 0 or self.sft_coef < 0 or self.grad_clip < 0:
-            raise ValueError("beta > 0; sft_coef, grad_clip >= 0")
+        super().__post_init__()
+        if self.batch_size < 1 or self.beta <= 0 or self.sft_coef < 0:
+            raise ValueError("batch_size >= 1, beta > 0 and sft_coef >= 0")
 
 
 def train_dpo(
@@ -172,61 +162,35 @@ def train_dpo(
     """Train `model` in place on preference pairs (whole-solution or step-level) for cfg.steps steps.
 
     loss_fn: `dpo_loss`, `ipo_loss`, or a partial of either (e.g. label smoothing). reference: the frozen π_ref
-    (default: `model` itself before the first update). Resumes from `ckpt_dir` when a checkpoint is there.
+    (default: `model` itself before the first update); its log-probabilities are computed once and kept in the
+    checkpoint's meta. Resumes from `ckpt_dir` when a checkpoint is there.
     Returns {"loss": last logged loss, "accuracy": last logged pair accuracy, "steps", "seconds"}.
     """
     if not pairs:
         raise ValueError(f"{name}: no preference pairs")
-    optimizer = make_optimizer(model, cfg)
-    step = 0
-    if ckpt_dir is not None and checkpoint.exists(ckpt_dir):
-        meta, state = checkpoint.load_state(ckpt_dir)
-        model.load_state_dict(type(model).from_pretrained(ckpt_dir).state_dict())
-        if state["optimizer"] is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        checkpoint.set_rng_state(state["rng"])
-        step = int(meta["step"])
-        ref_chosen, ref_rejected = torch.tensor(meta["ref_chosen"]), torch.tensor(meta["ref_rejected"])
-        progress.say(f"{name}: resumed at step {step}/{cfg.steps} from {ckpt_dir}")
-    else:
+    trainer = Trainer(model, cfg, name, ckpt_dir, tokenizer, log, stop_after)
+    meta = trainer.resume()
+    if meta is None:
         was_training = model.training
         frozen = reference if reference is not None else model
         ref_chosen, ref_rejected = reference_logprobs(frozen.eval(), pairs, pad_id)  # (P,) each
         model.train(was_training)
-    extra = {"ref_chosen": ref_chosen.tolist(), "ref_rejected": ref_rejected.tolist()}
+        trainer.meta = {"ref_chosen": ref_chosen.tolist(), "ref_rejected": ref_rejected.tolist()}
+    ref_chosen, ref_rejected = torch.tensor(trainer.meta["ref_chosen"]), torch.tensor(trainer.meta["ref_rejected"])
+
+    def step_fn(step: int) -> dict:
+        index = batch_indices(len(pairs), step, cfg)
+        chosen, rejected = pair_logprobs(model, [pairs[i] for i in index], pad_id)  # (b,) each
+        loss, stats = loss_fn(chosen, rejected, ref_chosen[index], ref_rejected[index], beta=cfg.beta)
+        if cfg.sft_coef:
+            nll = -chosen.sum() / max(1, sum(len(pairs[i][1]) for i in index))
+            loss = loss + cfg.sft_coef * nll
+            stats["nll_chosen"] = nll.item()
+        grad_norm = trainer.update(loss)
+        return {**{f"learn/{k}": v for k, v in stats.items()}, "learn/grad_norm": grad_norm}
+
     model.train()
-    t0, last, window = time.time(), {}, []
-    with progress.bar(name, total=cfg.steps) as bar:
-        bar.advance(step)
-        while step < cfg.steps and (stop_after is None or step < stop_after):
-            lr = learning_rate(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            index = batch_indices(len(pairs), step, cfg)
-            chosen, rejected = pair_logprobs(model, [pairs[i] for i in index], pad_id)  # (b,) each
-            loss, stats = loss_fn(chosen, rejected, ref_chosen[index], ref_rejected[index], beta=cfg.beta)
-            if cfg.sft_coef:
-                n_tokens = sum(len(pairs[i][1]) for i in index)
-                nll = -chosen.sum() / max(1, n_tokens)
-                loss = loss + cfg.sft_coef * nll
-                stats["nll_chosen"] = nll.item()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-            optimizer.step()
-            step += 1
-            window.append(stats)
-            bar.advance()
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                mean = {k: sum(s[k] for s in window) / len(window) for k in window[0]}
-                last = {"phase": name, "step": step, **{f"learn/{k}": v for k, v in mean.items()}, "learn/lr": lr,
-                        "learn/grad_norm": float(grad_norm)}
-                window = []
-                log(last)
-            if ckpt_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                checkpoint.save(ckpt_dir, model, tokenizer, optimizer, step, extra)
-    if ckpt_dir is not None and (step == cfg.steps or stop_after is not None):
-        checkpoint.save(ckpt_dir, model, tokenizer, optimizer, step, extra)
-    model.eval()
-    return {"loss": last.get("learn/loss"), "accuracy": last.get("learn/accuracy"), "steps": step,
-            "seconds": time.time() - t0}
+    result = trainer.run(step_fn)
+    last = result["last"]
+    return {"loss": last.get("learn/loss"), "accuracy": last.get("learn/accuracy"), "steps": result["steps"],
+            "seconds": result["seconds"]}

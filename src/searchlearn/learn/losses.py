@@ -257,3 +257,24 @@ def ipo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta: float =
     loss = ((h - 1 / (2 * beta)) ** 2).mean()
     return loss, {"loss": loss.item(), **_preference_stats(h, logp_chosen, logp_rejected, ref_chosen, ref_rejected,
                                                            beta)}
+
+
+# -- reward models (reward/models.py) ----------------------------------------------------------------------------------
+def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """Binary cross-entropy with logits, (N,) each; targets may be soft in [0, 1] (Math-Shepherd's soft labels)."""
+    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+    acc = ((logits > 0).float() == (targets >= 0.5).float()).float().mean()
+    return loss, {"loss": loss.item(), "accuracy": acc.item()}
+
+
+def mse_loss(values: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """½(V − y)², mean over (N,): value regression."""
+    loss = 0.5 * (values.float() - targets.float()).pow(2).mean()
+    return loss, {"loss": loss.item()}
+
+
+def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """−log σ(r⁺ − r⁻), mean over pairs (N,) (Bradley & Terry 1952; rStar-Math's PPM loss)."""
+    diff = r_chosen.float() - r_rejected.float()
+    loss = F.softplus(-diff).mean()  # softplus(−x) = −log σ(x), stable
+    return loss, {"loss": loss.item(), "accuracy": (diff > 0).float().mean().item()}

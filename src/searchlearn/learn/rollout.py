@@ -8,17 +8,43 @@ Log-probabilities are in the shifted frame of `sequence_logprobs`: column t scor
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from searchlearn.contracts import OutcomeReward
+from searchlearn.learn.trainer import TrainConfig
 from searchlearn.policy.model import sequence_logprobs
 from searchlearn.types import Completion, Ledger, Problem, SamplingParams
 
-OutcomeReward = Callable[[Sequence[Problem], Sequence[Completion]], list]  # (problems, completions) -> [float|None]
+
+@dataclass
+class RolloutConfig(TrainConfig):
+    """What every online learner (GRPO family, PPO) shares: how rollouts are sampled and how often they are reused."""
+
+    prompts_per_step: int = 16  # N training problems per rollout
+    group_size: int = 8  # G completions per problem
+    temperature: float = 1.0  # sampling temperature of the rollouts
+    top_p: float = 1.0  # nucleus mass of the rollouts
+    max_new_tokens: int = 128  # completion cap while sampling (L_max)
+    epochs: int = 1  # μ passes over each rollout
+    minibatch_size: int = 0  # sequences per optimizer step (0 = the whole rollout: one update per epoch)
+    beta: float = 0.0  # KL coefficient to the frozen reference (0 = no reference model is loaded)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prompts_per_step < 1 or self.group_size < 1 or self.epochs < 1 or self.max_new_tokens < 1:
+            raise ValueError("prompts_per_step, group_size, epochs, max_new_tokens must be >= 1")
+        if self.minibatch_size < 0 or self.beta < 0 or self.temperature <= 0:
+            raise ValueError("minibatch_size, beta >= 0 and temperature > 0 (RL samples; greedy rollouts have no "
+                             "groups)")
+
+    def sampling(self, step: int, draw: int = 0) -> SamplingParams:
+        """The sampling of step `step`'s `draw`-th rollout: seeded by (seed, step, draw), never by the process."""
+        return SamplingParams(n=self.group_size, temperature=self.temperature, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, seed=self.seed * 1_000_003 + step * 101 + draw)
 
 
 @dataclass
@@ -156,31 +182,6 @@ def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, p
     return Rollout(list(problems), completions, [prompt_ids[c.prompt_index] for c in completions],
                    [completion_ids(c, eos) for c in completions], scores, scores.clone(), spent,
                    sum(s is None for s in scored), policy.tokenizer.pad_id)
-
-
-def problem_indices(n_problems: int, step: int, per_step: int, seed: int) -> list[int]:
-    """Step `step`'s problems: epochs of seeded permutations of the training set, read as one stream."""
-    start, out = step * per_step, []
-    while len(out) < per_step:
-        epoch, offset = divmod(start + len(out), n_problems)
-        perm = np.random.default_rng([seed, epoch]).permutation(n_problems)
-        out.extend(perm[offset : offset + per_step - len(out)].tolist())
-    return out
-
-
-def minibatches(n: int, size: int, seed: int, step: int, epoch: int) -> list[torch.Tensor]:
-    """A seeded shuffle of range(n) cut into ceil(n/size) minibatches (size ≤ 0: one batch of everything)."""
-    perm = torch.as_tensor(np.random.default_rng([seed, step, epoch, 7]).permutation(n))
-    size = n if size <= 0 else size
-    return [perm[i : i + size] for i in range(0, n, size)] if n else []
-
-
-def cosine_lr(step: int, total: int, lr: float, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up to lr, then cosine to min_ratio·lr at `total` (the same schedule as SFT)."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def step_rewards(rollout: Rollout, scores: Sequence[Sequence[float]], steps: Sequence[Sequence[str]],

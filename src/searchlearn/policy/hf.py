@@ -31,11 +31,11 @@ from searchlearn.policy.hf_tokenizer import TOKENIZER_FILES, HFTokenizer
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.policy.transformers_policy import TransformersPolicy
+from searchlearn.policy.weights import load_state_dict, read_json, reading, weight_files
 
 NATIVE_FAMILIES = ("llama", "qwen2", "mistral")  # model_types the project's own model covers
 BACKENDS = ("auto", "native", "transformers")
-SAFE_INDEX, SAFE_SINGLE = "model.safetensors.index.json", "model.safetensors"
-BIN_INDEX, BIN_SINGLE = "pytorch_model.bin.index.json", "pytorch_model.bin"
 
 
 class UnsupportedCheckpoint(ValueError):
@@ -74,43 +74,12 @@ def hf_to_native_config(hf: dict) -> LlamaConfig:
 def read_hf_config(directory: Path) -> dict:
     """config.json as transformers reads it (its defaults filled in, old RoPE keys normalised) for the families the
     project's model covers; the raw JSON otherwise."""
-    raw = json.loads((directory / "config.json").read_text())
+    raw = read_json(directory / "config.json")
     if raw.get("model_type") not in NATIVE_FAMILIES:
         return raw
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(str(directory), local_files_only=True).to_dict()
-
-
-# -- weights ----------------------------------------------------------------------------------------------------
-def weight_files(directory: Path) -> list[Path]:
-    """The checkpoint's weight files, sharded or not; a clear error when none (or a listed shard) is missing."""
-    for index_name in (SAFE_INDEX, BIN_INDEX):
-        index = directory / index_name
-        if index.is_file():
-            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-            missing = [s for s in shards if not (directory / s).is_file()]
-            if missing:
-                raise FileNotFoundError(f"{directory}: {index_name} lists shards that are missing: {missing}")
-            return [directory / s for s in shards]
-    for single in (SAFE_SINGLE, BIN_SINGLE):
-        if (directory / single).is_file():
-            return [directory / single]
-    raise FileNotFoundError(f"{directory}: no model weights — looked for {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE}, "
-                            f"{BIN_INDEX}")
-
-
-def load_state_dict(files: list[Path], device: str = "cpu") -> dict[str, torch.Tensor]:
-    """All tensors of the weight files, merged (safetensors, or torch pickles loaded with weights_only)."""
-    from safetensors.torch import load_file
-
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        if f.suffix == ".safetensors":
-            state.update(load_file(str(f), device=str(device)))
-        else:
-            state.update(torch.load(f, map_location=device, weights_only=True))
-    return state
 
 
 def native_model(config: LlamaConfig, state: dict[str, torch.Tensor], dtype: torch.dtype | None = torch.float32
@@ -155,14 +124,14 @@ def load_policy(path: str | Path, device: str = "cpu", dtype: torch.dtype | None
         return load_gguf(path, device, dtype, backend, max_batch)
 
     if (path / "searchlearn_tokenizer.json").is_file() and backend != "transformers":  # a searchlearn checkpoint
-        model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
+        read_json(path / "config.json")  # a one-line error for a malformed config
+        with reading(path / "model.safetensors", "safetensors file"):
+            model = LlamaForCausalLM.from_pretrained(path, dtype=dtype)
         return LocalPolicy(model, TaskTokenizer.load(path), device=device, max_batch=max_batch)
     hf_config = read_hf_config(path)
     tokenizer = load_tokenizer(path)
     model_type = hf_config.get("model_type")
     if backend == "transformers" or (backend == "auto" and model_type not in NATIVE_FAMILIES):
-        from searchlearn.policy.transformers_policy import TransformersPolicy
-
         return TransformersPolicy.load(path, tokenizer, device=device, dtype=dtype)
     config = hf_to_native_config(hf_config)
     model = native_model(config, load_state_dict(weight_files(path)), dtype)
@@ -179,14 +148,13 @@ def load_gguf(file: Path, device: str = "cpu", dtype: torch.dtype | None = torch
         raise ImportError("loading a .gguf file needs the `gguf` package: pip install gguf") from e
     from transformers import AutoModelForCausalLM
 
-    hf = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=dtype or torch.float32,
-                                              local_files_only=True)
+    with reading(file, "GGUF file"):
+        hf = AutoModelForCausalLM.from_pretrained(str(file.parent), gguf_file=file.name, dtype=dtype or torch.float32,
+                                                  local_files_only=True)
     has_tokenizer = any((file.parent / f).is_file() for f in TOKENIZER_FILES)
     tokenizer = load_tokenizer(file.parent) if has_tokenizer else HFTokenizer.load(file.parent, gguf_file=file.name)
     hf_config = hf.config.to_dict()
     if backend == "transformers" or (backend == "auto" and hf_config.get("model_type") not in NATIVE_FAMILIES):
-        from searchlearn.policy.transformers_policy import TransformersPolicy
-
         return TransformersPolicy(hf, tokenizer, device=device)
     model = native_model(hf_to_native_config(hf_config), hf.state_dict(), dtype)
     return LocalPolicy(model, tokenizer, device=device, max_batch=max_batch)

@@ -7,12 +7,9 @@ layers at once for prefix caching (`kv`, `load_prefix`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from searchlearn.policy.model import LlamaConfig
+from searchlearn.policy.llama_config import LlamaConfig
 
 
 class KVCache:

@@ -7,12 +7,10 @@ also returns the transformers-backed fallback for architectures the project's mo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from searchlearn.policy.engine import Engine
-from searchlearn.policy.model import LlamaForCausalLM
+from searchlearn.policy.model import LlamaForCausalLM, sequence_logprobs
 from searchlearn.policy.prefix_cache import default_tokens
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Completion, Ledger, SamplingParams
@@ -85,18 +83,6 @@ class LocalPolicy:
         self.ledger = Ledger()
         self.n_params = model.num_parameters(exclude_embeddings=True)
 
-    @classmethod
-    def load(cls, directory: str | Path, device: str = "cpu") -> LocalPolicy:
-        """A searchlearn checkpoint directory; any other (HF Llama/Qwen2/Mistral) goes through `hf.load_policy`."""
-        directory = Path(directory)
-        if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"{directory}: no config.json — not a searchlearn/Hugging Face checkpoint directory")
-        if not (directory / "searchlearn_tokenizer.json").is_file():
-            from searchlearn.policy.hf import load_policy
-
-            return load_policy(directory, device=device, backend="native")
-        return cls(LlamaForCausalLM.from_pretrained(directory), TaskTokenizer.load(directory), device=device)
-
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
 
@@ -107,8 +93,6 @@ class LocalPolicy:
 
     def logprobs(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[torch.Tensor]:
         """log π(completion | prompt) per token, one (len(completion),) tensor per pair, with gradients."""
-        from searchlearn.policy.model import sequence_logprobs
-
         ids, mask = pad_batch([p + c for p, c in zip(prompt_ids, completion_ids)], self.tokenizer.pad_id, self.device)
         logp = sequence_logprobs(self.model, ids, mask)  # (B, T-1)
         return [logp[i, len(p) - 1 : len(p) - 1 + len(c)] for i, (p, c) in enumerate(zip(prompt_ids, completion_ids))]

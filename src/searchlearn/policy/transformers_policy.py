@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from searchlearn.policy.policy import encode_prompts, next_token_logprobs, pad_batch
+from searchlearn.policy.weights import weight_files
 from searchlearn.types import Completion, Ledger, SamplingParams
 
 
@@ -50,8 +51,6 @@ class TransformersPolicy:
     def load(cls, directory: str | Path, tokenizer, device: str = "cpu", dtype: torch.dtype | None = torch.float32):
         """`AutoModelForCausalLM` from a local directory (no network)."""
         from transformers import AutoModelForCausalLM
-
-        from searchlearn.policy.hf import weight_files
 
         weight_files(Path(directory))  # a clear error naming the missing files, before transformers' own
         model = AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype or "auto", local_files_only=True)

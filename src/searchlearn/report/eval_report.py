@@ -12,8 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import Sequence
 
-from searchlearn.evaluate import headline
 from searchlearn.report import html, plots
+from searchlearn.search.evaluate import headline
 
 EXAMPLES = 4  # traces shown
 LEDGER = ("ledger/generated_tokens", "ledger/prefilled_tokens", "ledger/reward_tokens")

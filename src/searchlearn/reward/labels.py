@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from searchlearn.reward.process import ends_with_answer
 from searchlearn.types import Problem, SamplingParams
 
 
@@ -78,8 +79,6 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
     `completions[j]` is a solution to `problems[j]` (without the prompt). Rollouts continue `prompt + prefix` to the
     end of the solution; outcome = task.verify(problem, prefix + rollout). A prefix that `is_terminal` (default: its
     last line is an answer) is labelled by verifying it alone. One batched `policy.generate` call for everything."""
-    from searchlearn.reward.process import ends_with_answer
-
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     if m < 1:

@@ -16,8 +16,10 @@ from pathlib import Path
 import torch
 
 from searchlearn.policy.policy import pad_batch
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.models import RewardModel, encode_steps
-from searchlearn.reward.process import Prefix, _check, aggregate, prefix_text
+from searchlearn.reward.process import Prefix, _check, prefix_text
 from searchlearn.reward.verifiers import text_of
 from searchlearn.types import Ledger, Problem
 
@@ -36,8 +38,6 @@ class LearnedScorer:
     @classmethod
     def load(cls, directory: str | Path, task, how: str | None = None, device: str = "cpu") -> LearnedScorer:
         """A scorer from a reward-model directory (`searchlearn reward train --out`), with its saved aggregate."""
-        from searchlearn.policy.tokenizer import TaskTokenizer
-
         model, meta = RewardModel.load(directory)
         return cls(model.to(device), TaskTokenizer.load(directory), task, how or meta.get("aggregate", "last"))
 

@@ -21,40 +21,18 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from searchlearn import progress
-from searchlearn.learn.ppo import ValueModel
-from searchlearn.learn.sft import make_optimizer
+from searchlearn.learn.losses import bce_loss, bradley_terry_loss, mse_loss
+from searchlearn.learn.trainer import TrainConfig, Trainer
+from searchlearn.policy.heads import ValueModel
 from searchlearn.policy.model import CONFIG_NAME, LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import encode_prompts, pad_batch
+from searchlearn.registry import Registry
 
-KINDS = ("orm", "prm", "value", "ppm")
 WEIGHTS = "reward_model.safetensors"
 META = "reward_config.json"
-
-
-# -- pure losses ---------------------------------------------------------------------------------------------------
-def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Binary cross-entropy with logits, (N,) each; targets may be soft in [0, 1] (Math-Shepherd's soft labels)."""
-    loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
-    acc = ((logits > 0).float() == (targets >= 0.5).float()).float().mean()
-    return loss, {"loss": loss.item(), "accuracy": acc.item()}
-
-
-def mse_loss(values: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """½(V − y)², mean over (N,): value regression."""
-    loss = 0.5 * (values.float() - targets.float()).pow(2).mean()
-    return loss, {"loss": loss.item()}
-
-
-def bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """−log σ(r⁺ − r⁻), mean over pairs (N,) (Bradley & Terry 1952; rStar-Math's PPM loss)."""
-    diff = r_chosen.float() - r_rejected.float()
-    loss = F.softplus(-diff).mean()  # softplus(−x) = −log σ(x), stable
-    return loss, {"loss": loss.item(), "accuracy": (diff > 0).float().mean().item()}
 
 
 # -- the model -----------------------------------------------------------------------------------------------------
@@ -63,8 +41,7 @@ class RewardModel(nn.Module):
 
     def __init__(self, policy_model: LlamaForCausalLM, kind: str = "prm", share_backbone: bool = False):
         super().__init__()
-        if kind not in KINDS:
-            raise ValueError(f"unknown reward model kind {kind!r}; use one of {', '.join(KINDS)}")
+        KINDS[kind]  # an unknown kind is an error that lists the valid ones
         self.kind = kind
         self.body = ValueModel(policy_model, share_backbone)
         self.config: LlamaConfig = policy_model.config
@@ -74,7 +51,7 @@ class RewardModel(nn.Module):
 
     def probability(self, raw: torch.Tensor) -> torch.Tensor:
         """Score in [0, 1]: σ(r) for orm/prm/ppm (a PPM's σ is monotone in its BT reward), V clamped for value."""
-        return raw.clamp(0.0, 1.0) if self.kind == "value" else torch.sigmoid(raw)
+        return KINDS[self.kind].probability(raw)
 
     @property
     def n_params(self) -> int:
@@ -171,63 +148,77 @@ def head_at(model: RewardModel, examples: Sequence[Example], pad_id: int) -> tup
     return raw[rows, cols], targets
 
 
-# -- training --------------------------------------------------------------------------------------------------------
+# -- kinds and training ----------------------------------------------------------------------------------------------
+def _pointwise(loss_fn: Callable) -> Callable:
+    def loss(model: RewardModel, batch: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, dict]:
+        raw, targets = head_at(model, batch, pad_id)
+        return loss_fn(raw, targets)
+    return loss
+
+
+def _pairwise(model: RewardModel, batch: Sequence[tuple[Example, Example]], pad_id: int) -> tuple[torch.Tensor, dict]:
+    r_pos, _ = head_at(model, [c for c, _ in batch], pad_id)
+    r_neg, _ = head_at(model, [r for _, r in batch], pad_id)
+    return bradley_terry_loss(r_pos, r_neg)
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """What makes a kind of reward model: its loss on a batch, and how a raw head output becomes a score in [0, 1]."""
+
+    loss: Callable  # (model, batch of Examples or (chosen, rejected) pairs, pad_id) -> (loss, stats)
+    probability: Callable[[torch.Tensor], torch.Tensor]  # raw head outputs -> scores in [0, 1]
+    pairs: bool = False  # trained on (chosen, rejected) pairs, not labelled examples
+
+
+KINDS: Registry[HeadKind] = Registry("reward model kind", {
+    "orm": HeadKind(_pointwise(bce_loss), torch.sigmoid),
+    "prm": HeadKind(_pointwise(bce_loss), torch.sigmoid),
+    "value": HeadKind(_pointwise(mse_loss), lambda raw: raw.clamp(0.0, 1.0)),
+    "ppm": HeadKind(_pairwise, torch.sigmoid, pairs=True),  # σ of a Bradley–Terry reward is monotone in it
+})
+
+
 @dataclass
-class RewardTrainConfig:
+class RewardTrainConfig(TrainConfig):
     steps: int = 300  # optimizer steps
     batch_size: int = 32  # solutions (or pairs) per step
     lr: float = 3e-4  # peak learning rate (constant after warm-up)
     warmup_steps: int = 10  # linear warm-up
-    weight_decay: float = 0.0  # AdamW decay on matrices
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
-    grad_clip: float = 1.0  # max global grad norm (0 = off)
     log_every: int = 20  # steps between logged records
-    seed: int = 0  # batch order
 
     def __post_init__(self) -> None:
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0 or self.warmup_steps < 0 or self.log_every < 1:
-            raise ValueError("steps, warmup_steps >= 0; batch_size, log_every >= 1; lr > 0")
+        super().__post_init__()
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
 
 
 def loss_of(model: RewardModel, batch: Sequence, pad_id: int) -> tuple[torch.Tensor, dict]:
     """The kind's loss on a batch of Examples (orm/prm/value) or of (chosen, rejected) pairs (ppm)."""
-    if model.kind == "ppm":
-        r_pos, _ = head_at(model, [c for c, _ in batch], pad_id)
-        r_neg, _ = head_at(model, [r for _, r in batch], pad_id)
-        return bradley_terry_loss(r_pos, r_neg)
-    raw, targets = head_at(model, batch, pad_id)
-    return mse_loss(raw, targets) if model.kind == "value" else bce_loss(raw, targets)
+    return KINDS[model.kind].loss(model, batch, pad_id)
 
 
 def train_reward(model: RewardModel, data: Sequence, cfg: RewardTrainConfig, pad_id: int,
                  log: Callable[[dict], None] = lambda record: None, name: str = "reward") -> dict:
     """Train `model` in place on `data` (Examples, or pairs for ppm) for cfg.steps AdamW steps; batches are seeded
-    draws without replacement within each epoch. Returns {"loss", "steps"}."""
+    draws without replacement within each epoch. Returns {"loss", "steps", "config"}."""
     if not data:
         raise ValueError(f"{name}: no training data")
-    optimizer = make_optimizer(model, cfg)
-    rng = random.Random(cfg.seed)
-    order: list[int] = []
-    last: dict = {}
+    trainer = Trainer(model, cfg, name, log=log)
+    rng, order = random.Random(cfg.seed), []
+
+    def step_fn(step: int) -> dict:
+        nonlocal order
+        if len(order) < cfg.batch_size:
+            extra = list(range(len(data)))
+            rng.shuffle(extra)
+            order += extra
+        batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
+        loss, stats = loss_of(model, batch, pad_id)
+        trainer.update(loss)
+        return {f"reward/{k}": v for k, v in stats.items()}
+
     model.train()
-    with progress.bar(name, total=cfg.steps) as bar:
-        for step in range(cfg.steps):
-            lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if len(order) < cfg.batch_size:
-                extra = list(range(len(data)))
-                rng.shuffle(extra)
-                order += extra
-            batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
-            loss, stats = loss_of(model, batch, pad_id)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-            optimizer.step()
-            bar.advance()
-            if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-                last = {"phase": name, "step": step + 1, **{f"reward/{k}": v for k, v in stats.items()}, "lr": lr}
-                log(last)
-    model.eval()
-    return {"loss": last.get("reward/loss"), "steps": cfg.steps, "config": asdict(cfg)}
+    result = trainer.run(step_fn)
+    return {"loss": result["last"].get("reward/loss"), "steps": result["steps"], "config": asdict(cfg)}

@@ -17,12 +17,11 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from searchlearn.reward.aggregate import aggregate, majority_vote
 from searchlearn.reward.labels import StepLabels, mc_labels, q_margin_pairs
-from searchlearn.reward.models import RewardModel, RewardTrainConfig, make_examples, make_pair_examples, \
-    train_reward
-from searchlearn.reward.process import GoldScorer, aggregate
+from searchlearn.reward.models import RewardModel, RewardTrainConfig, make_examples, make_pair_examples, train_reward
+from searchlearn.reward.process import GoldScorer
 from searchlearn.reward.quality import auc, calibration, first_error
-from searchlearn.search.best_of_n import majority_vote
 from searchlearn.types import Problem, SamplingParams
 
 

@@ -10,8 +10,8 @@ searchers move that into their own ledgers. Scorers here:
     token probability, in (0, 1]. Free when the search recorded the logprobs; else it runs the policy (charged).
   * `OutcomeAtTerminal`: any process scorer with an outcome reward (e.g. the verifier) at steps that end a solution.
   * `Weighted`: a weighted sum of process scorers.
-`aggregate` turns one path's step scores into the number a search ranks paths by (last, min, prod, mean; Snell et al.
-2024 and Beeching et al. 2024 rank by the last step's score).
+Scorers are chosen by name through `reward/scorers.py`'s registry; `reward/aggregate.py` turns one path's step
+scores into the number a search ranks paths by.
 """
 
 from __future__ import annotations
@@ -28,23 +28,6 @@ Prefix = str | Sequence[Step]
 
 def prefix_text(prefix: Prefix) -> str:
     return prefix if isinstance(prefix, str) else "".join(step.text for step in prefix)
-
-
-def aggregate(scores: Sequence[float], how: str = "last") -> float:
-    """One number for a path from its step scores: "last", "min", "prod" or "mean" (0.0 for a path of no steps)."""
-    if how not in AGGREGATES:
-        raise ValueError(f"unknown aggregate {how!r}; use one of {', '.join(AGGREGATES)}")
-    if not scores:
-        return 0.0
-    return AGGREGATES[how](list(scores))
-
-
-AGGREGATES: dict[str, Callable[[list[float]], float]] = {
-    "last": lambda s: s[-1],
-    "min": min,
-    "prod": math.prod,
-    "mean": lambda s: sum(s) / len(s),
-}
 
 
 class GoldScorer:
@@ -183,25 +166,6 @@ class Weighted:
                     raise ValueError("weighted scorers disagree on the number of steps")
                 total = [[a + w * v for a, v in zip(t, s)] for t, s in zip(total, scores)]
         return total or [[] for _ in prefixes]
-
-
-def make_scorer(name: str, task, policy=None):
-    """A process scorer by name: "gold" (Countdown's exact labels), "confidence" (the policy's own), "selfeval" (the
-    policy's own verdict on each step, reward/selfeval.py), or "learned:DIR" (a reward model saved by
-    `searchlearn reward train --out DIR`)."""
-    if name.startswith("learned:"):
-        from searchlearn.reward.learned import LearnedScorer
-
-        return LearnedScorer.load(name[len("learned:"):], task, device=getattr(policy, "device", "cpu"))
-    if name == "gold":
-        return GoldScorer(task)
-    if name == "confidence":
-        return ConfidenceScorer(policy, task)
-    if name == "selfeval":
-        from searchlearn.reward.selfeval import SelfEvalScorer
-
-        return SelfEvalScorer(policy, task)
-    raise ValueError(f"unknown scorer {name!r}; use gold, confidence, selfeval or learned:DIR")
 
 
 def _check(problems: Sequence, prefixes: Sequence) -> None:

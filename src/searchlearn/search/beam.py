@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from searchlearn.reward.process import AGGREGATES, aggregate
+from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import (
     SELECT_RULES,

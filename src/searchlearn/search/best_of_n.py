@@ -1,24 +1,62 @@
 """Best-of-N: sample N complete solutions per problem in one batched engine call, then pick one.
 
-Selection rules: majority vote over answer keys (self-consistency, Wang et al. 2023), max reward (a verifier gives
-pass@N, the oracle ceiling), and reward-weighted vote (Li et al. 2023).
+The answer is chosen by `select` (search/steps.py `choose`): a majority vote over answer keys (self-consistency,
+Wang et al. 2023; the scorer is not called), or the scorer's path scores as weights (reward-weighted vote, Li et al.
+2023) or as a ranking ("max": with a verifier as the scorer, pass@N, the oracle ceiling).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Callable, Hashable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
+from searchlearn.reward.aggregate import AGGREGATES, aggregate
+from searchlearn.search.budget import Accounts, Budget
+from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose
 from searchlearn.types import Ledger, Problem, SamplingParams, SearchResult, Step, Trajectory
+
+
+@dataclass
+class BestOfNConfig(SearchConfig):
+    select: str = "majority"  # the answer among the N samples: majority | weighted | max
+    aggregate: str = "last"  # how a sample's step scores weigh it (weighted, max)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.select not in SELECT_RULES:
+            raise ValueError(f"select must be one of {', '.join(SELECT_RULES)}, got {self.select!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {self.aggregate!r}")
+
+
+def best_of_n(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cfg: BestOfNConfig | None = None
+              ) -> list[SearchResult]:
+    """budget.n samples per problem in one engine call; the answer by `cfg.select` (the scorer runs only for the
+    weighted and max rules, its tokens charged to each problem's ledger)."""
+    cfg = cfg or BestOfNConfig()
+    params = SamplingParams(n=budget.n, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    results = sample(problems, policy, task, params)
+    if cfg.select != "majority" and scorer is not None:
+        accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
+        flat = [(p, t) for p, r in enumerate(results) for t in r.trajectories]
+        scores = accounts.score(scorer, [problems[p] for p, _ in flat], [t.steps for _, t in flat],
+                                [p for p, _ in flat])
+        for (_, t), s in zip(flat, scores):
+            t.reward = aggregate(s, cfg.aggregate)
+        for result, spent in zip(results, accounts.ledgers):
+            result.ledger.add(spent)
+    for problem, result in zip(problems, results):
+        index = choose(problem, task, result.trajectories, cfg.select)
+        result.answer = None if index is None else result.trajectories[index].completion
+    return results
 
 
 def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, reward=None) -> list[SearchResult]:
     """Draw params.n completions per problem; score them with `reward` (outcome contract) when given."""
-    before = Ledger().add(policy.ledger)
+    before = policy.ledger.copy()
     completions = policy.generate([p.prompt for p in problems], params)
-    spent = Ledger().add(policy.ledger)
-    for name in spent.__dataclass_fields__:
-        setattr(spent, name, getattr(spent, name) - getattr(before, name))
+    spent = policy.ledger.since(before)
     problem_of = [problems[c.prompt_index] for c in completions]
     rewards = reward(problem_of, completions) if reward is not None else [None] * len(completions)
     results = []
@@ -27,56 +65,6 @@ def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, re
         for c, r in zip(completions[i * params.n : (i + 1) * params.n], rewards[i * params.n : (i + 1) * params.n]):
             steps = [Step(text=s) for s in task.steps(c.text)]
             trajectories.append(Trajectory(problem.id, problem.prompt, c.text, steps, c.token_ids, c.logprobs, r))
-        share = Ledger(**{k: v / len(problems) for k, v in vars(spent).items()})
+        share = Ledger(**{k: v / len(problems) for k, v in vars(spent).items()})  # one problem's part of the call
         results.append(SearchResult(problem.id, None, trajectories, share))
     return results
-
-
-def majority_vote(keys: Sequence[Hashable | None]) -> int | None:
-    """Index of the first member of the most common non-None key (ties: the key seen first); None if all abstain."""
-    counts: dict[Hashable, int] = defaultdict(int)
-    first: dict[Hashable, int] = {}
-    for i, key in enumerate(keys):
-        if key is not None:
-            counts[key] += 1
-            first.setdefault(key, i)
-    if not counts:
-        return None
-    best = max(counts, key=lambda k: (counts[k], -first[k]))
-    return first[best]
-
-
-def weighted_vote(keys: Sequence[Hashable | None], weights: Sequence[float]) -> int | None:
-    """Index of the first member of the key with the largest summed weight."""
-    totals: dict[Hashable, float] = defaultdict(float)
-    first: dict[Hashable, int] = {}
-    for i, (key, w) in enumerate(zip(keys, weights)):
-        if key is not None:
-            totals[key] += w
-            first.setdefault(key, i)
-    if not totals:
-        return None
-    best = max(totals, key=lambda k: (totals[k], -first[k]))
-    return first[best]
-
-
-def max_reward(weights: Sequence[float | None]) -> int | None:
-    scored = [(w, -i) for i, w in enumerate(weights) if w is not None]
-    return -max(scored)[1] if scored else None
-
-
-def select(result: SearchResult, problem: Problem, task, rule: str = "majority",
-           score: Callable[[Trajectory], float] | None = None) -> Trajectory | None:
-    """Pick one trajectory of a best-of-N result by `rule` in {"majority", "weighted", "max"}."""
-    ts = result.trajectories
-    keys = [task.answer_key(problem, t.completion) for t in ts]
-    weights = [score(t) if score else t.reward for t in ts]
-    if rule == "majority":
-        index = majority_vote(keys)
-    elif rule == "weighted":
-        index = weighted_vote(keys, [w or 0.0 for w in weights])
-    elif rule == "max":
-        index = max_reward(weights)
-    else:
-        raise ValueError(f"unknown selection rule {rule!r}; use majority, weighted or max")
-    return None if index is None else ts[index]

@@ -8,7 +8,7 @@ One simulation per problem per iteration:
      steps merge, and P(s, a) is the share of the k samples that drew a (the empirical policy);
   3. evaluation: each new child is valued once — "scorer": the process scorer's score of its step (a PRM or value
      head; ONE scorer call for all problems), "rollout": a greedy rollout to the end, scored; a terminal child is
-     valued by `terminal_reward` (e.g. the verifier, for training-time search) when given, else by the scorer;
+     valued by the task's verifier (`verify_terminals`, for training-time search) when asked, else by the scorer;
      children start with one visit holding that value;
   4. backup: the leaf and its ancestors gain one visit and the leaf's value v = Σ_a P(s, a) · v(a), the expected
      value of its children under the policy.
@@ -25,6 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import (
     SearchConfig,
@@ -48,6 +49,7 @@ class MCTSConfig(SearchConfig):
     evaluation: str = "scorer"  # how a new child is valued: scorer | rollout
     simulations: int | None = None  # most simulations per problem; None = 8 × budget n
     final_rollout: bool = True  # complete an unfinished most-visited path greedily (its tokens are reserved)
+    verify_terminals: bool = False  # value finished paths by the task's verifier (training-time search; an oracle)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,15 +110,16 @@ def most_visited_path(tree: SearchTree) -> int:
 
 
 # -- the batched search ------------------------------------------------------------------------------------------
-def mcts(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cfg: MCTSConfig | None = None,
-         terminal_reward=None) -> list[SearchResult]:
+def mcts(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cfg: MCTSConfig | None = None
+         ) -> list[SearchResult]:
     """PUCT search per problem, one engine call per iteration for every problem's selected leaf.
 
-    `scorer` is a process scorer (`(problems, prefixes) -> scores per step`); `terminal_reward` an optional outcome
-    reward (`(problems, completions) -> scores`) for terminal nodes. Returns the tree (visits and values on every
-    node), every finished path and rollout as trajectories, and the visit-count answer.
+    `scorer` is a process scorer (`(problems, prefixes) -> scores per step`); with `cfg.verify_terminals` the task's
+    verifier values terminal nodes. Returns the tree (visits and values on every node), every finished path and
+    rollout as trajectories, and the visit-count answer.
     """
     cfg = cfg or MCTSConfig()
+    terminal_reward = VerifierReward(task) if cfg.verify_terminals else None
     trees = [SearchTree(p.id) for p in problems]
     accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
     rng = random.Random(f"mcts-{cfg.seed}")

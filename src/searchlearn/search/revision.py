@@ -3,9 +3,10 @@
 
 Budget n buys n attempts per problem: n // sequential chains × sequential attempts each (the parallel × sequential
 hybrid; sequential = 1 is best-of-N). Round r samples the next attempt of every live chain of every problem in ONE
-engine call. An attempt after the first is prompted by `revise_prompt(problem, previous_attempt, verdict)`:
+engine call. An attempt after the first is prompted by the task's `revision_prompt(problem, previous_attempt,
+verdict, context_steps)`:
   * without feedback every chain revises every round, its verdict None;
-  * with verifier feedback (`feedback=True` and a `verifier`, an outcome reward) a chain whose attempt the verifier
+  * with verifier feedback (`feedback=True`: the task's verifier judges each attempt) a chain whose attempt the verifier
     accepts stops, and the others see the verdict they got. With the task's own verifier this is oracle feedback:
     the training-time setting, or an upper bound at test time.
 The answer is chosen among all attempts of all chains by `select` (a revision can be worse than what it revised, so
@@ -16,10 +17,11 @@ Each attempt is a trajectory whose prompt is what the policy saw, so a learner c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from searchlearn.reward.process import aggregate
+from searchlearn.reward.aggregate import aggregate
+from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose, completion_steps
 from searchlearn.types import Problem, SearchResult, Trajectory, Verdict
@@ -40,23 +42,16 @@ class RevisionConfig(SearchConfig):
             raise ValueError(f"select must be one of {', '.join(SELECT_RULES)}, got {self.select!r}")
 
 
-def backtrack_prompt(problem: Problem, previous: str, verdict: Verdict | None, context_steps: int = 12) -> str:
-    """A Countdown revision prompt in the trace format the policy knows: the previous attempt's exploration (its
-    lines before any check/answer line, the last `context_steps` of them), then "back | <inputs>", the traces' return
-    to the start. The verdict is not written: the policy's vocabulary has no words for it; with feedback, it decides
-    whether the chain revises at all."""
-    lines = [line for line in previous.split("\n") if line.strip() and not line.startswith(("check", "answer"))]
-    kept = "".join(line + "\n" for line in lines[-context_steps:]) if context_steps else ""
-    return problem.prompt + kept + "back | " + " ".join(map(str, problem.data["nums"])) + "\n"
+def revise(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cfg: RevisionConfig | None = None
+           ) -> list[SearchResult]:
+    """Parallel chains of sequential revisions, batched across problems and chains (one engine call per round).
 
-
-def revise(problems: Sequence[Problem], policy, task, budget: Budget, cfg: RevisionConfig | None = None,
-           verifier=None, scorer=None,
-           revise_prompt: Callable[[Problem, str, Verdict | None, int], str] = backtrack_prompt) -> list[SearchResult]:
-    """Parallel chains of sequential revisions, batched across problems and chains (one engine call per round)."""
+    A revision's prompt is the task's `revision_prompt(problem, previous, verdict, context_steps)` (Countdown: its
+    backtracking format); a task without one restarts from the problem's prompt. With `cfg.feedback` the task's
+    verifier judges each attempt; else `scorer` (when given) rewards it."""
     cfg = cfg or RevisionConfig()
-    if cfg.feedback and verifier is None:
-        raise ValueError("revision with feedback needs a verifier (an outcome reward)")
+    verifier = VerifierReward(task) if cfg.feedback else None
+    revise_prompt = getattr(task, "revision_prompt", _restart)
     accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
     chains = max(1, budget.n // cfg.sequential)
     history: list[list[list[Trajectory]]] = [[[] for _ in range(chains)] for _ in problems]  # [p][chain] attempts
@@ -89,6 +84,10 @@ def revise(problems: Sequence[Problem], policy, task, budget: Budget, cfg: Revis
         results.append(SearchResult(problem.id, None if index is None else every[index].completion, every,
                                     accounts.ledgers[p]))
     return results
+
+
+def _restart(problem: Problem, previous: str, verdict: Verdict | None, context_steps: int) -> str:
+    return problem.prompt
 
 
 def _prompt(problem: Problem, attempts: list[Trajectory], revise_prompt, cfg: RevisionConfig) -> str:

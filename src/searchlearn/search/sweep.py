@@ -4,32 +4,25 @@ Every row is `{"strategy", "budget", "accuracy", "generated_tokens", "reward_tok
 problem from the searchers' ledgers. Best-of-N samples max(budgets) completions once and reads every smaller N off
 their prefixes (the first N samples of each problem), giving three rows per budget: "bon_majority",
 "bon_weighted" (vote weighted by the scorer's last-step score, Li et al. 2023) and "pass@n" (some sample is right:
-the oracle ceiling). The tree searches run once per budget. `write_curves` writes DIR/search_curves.json and the
-log-x plot DIR/search_curves.png.
+the oracle ceiling). The other searchers run once per budget (report/curves.py plots the rows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from searchlearn.reward.process import AGGREGATES, aggregate, make_scorer
-from searchlearn.search.beam import BeamConfig, beam_search
-from searchlearn.search.best_of_n import majority_vote, weighted_vote
+from searchlearn.reward.aggregate import AGGREGATES, aggregate, majority_vote, weighted_vote
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.budget import Accounts, Budget, generated_tokens
-from searchlearn.search.dvts import dvts
-from searchlearn.search.mcts import MCTSConfig, mcts
-from searchlearn.search.revision import RevisionConfig, revise
+from searchlearn.search.registry import SEARCHERS
 from searchlearn.search.steps import completion_steps
 from searchlearn.types import Problem, SamplingParams, SearchResult
-
-STRATEGIES = ("bon", "beam", "dvts", "mcts", "revision")
 
 
 @dataclass
 class SweepConfig:
-    strategies: tuple[str, ...] = ("bon", "beam", "dvts", "mcts")  # any of bon, beam, dvts, mcts, revision
+    strategies: tuple[str, ...] = ("bon", "beam", "dvts", "mcts")  # searchers (search/registry.py)
     budgets: tuple[int, ...] = (4, 16, 64)  # budget n of each strategy (best-of-N units, see search/budget.py)
     scorer: str = "confidence"  # guides the searches: confidence | selfeval | gold (an oracle) | learned:DIR
     aggregate: str = "last"  # how a path's step scores rank it (beam, DVTS, BoN weights)
@@ -41,9 +34,9 @@ class SweepConfig:
     seed: int = 0  # seeds every search
 
     def __post_init__(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        unknown = [s for s in self.strategies if s not in SEARCHERS]
         if unknown or not self.strategies:
-            raise ValueError(f"unknown strategies {unknown}; use some of {', '.join(STRATEGIES)}")
+            raise ValueError(f"unknown strategies {unknown}; use some of {', '.join(SEARCHERS.names())}")
         if not self.budgets or min(self.budgets) < 1:
             raise ValueError(f"budgets must be positive integers, got {self.budgets}")
         if self.aggregate not in AGGREGATES:
@@ -64,10 +57,10 @@ def sweep(policy, task, problems: Sequence[Problem], cfg: SweepConfig,
                 on_row(row)
 
     budgets = sorted(set(cfg.budgets))
-    if "bon" in cfg.strategies:
-        emit(best_of_n_rows(policy, task, problems, scorer, budgets, cfg))
     for name in cfg.strategies:
-        if name != "bon":
+        if SEARCHERS[name].nested:  # best-of-N: one sample of the largest N serves every budget
+            emit(best_of_n_rows(policy, task, problems, scorer, budgets, cfg))
+        else:
             for n in budgets:
                 emit([result_row(name, n, task, problems, run_strategy(name, policy, task, problems, scorer, n, cfg))])
     return rows
@@ -75,18 +68,11 @@ def sweep(policy, task, problems: Sequence[Problem], cfg: SweepConfig,
 
 def run_strategy(name: str, policy, task, problems: Sequence[Problem], scorer, n: int, cfg: SweepConfig
                  ) -> list[SearchResult]:
-    common = dict(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
-                  step_tokens=cfg.step_tokens, delimiter=getattr(task, "step_delimiter", "\n"))
-    budget = Budget(n)
-    if name in ("beam", "dvts"):
-        beam_cfg = BeamConfig(width=min(cfg.width, n), aggregate=cfg.aggregate, **common)
-        return (beam_search if name == "beam" else dvts)(problems, policy, task, scorer, budget, beam_cfg)
-    if name == "mcts":
-        return mcts(problems, policy, task, scorer, budget, MCTSConfig(k=cfg.width, **common))
-    if name == "revision":
-        return revise(problems, policy, task, budget, RevisionConfig(sequential=min(cfg.sequential, n), **common),
-                      scorer=scorer)
-    raise ValueError(f"unknown strategy {name!r}")
+    """Searcher `name` at budget n, with the sweep's shared settings and its own (`SearcherSpec.sweep`)."""
+    spec = SEARCHERS[name]
+    config = spec.config(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
+                         step_tokens=cfg.step_tokens, delimiter=task.step_delimiter, **spec.sweep(n, cfg))
+    return spec.search(problems, policy, task, scorer, Budget(n), config)
 
 
 def result_row(name: str, n: int, task, problems: Sequence[Problem], results: Sequence[SearchResult]) -> dict:
@@ -106,7 +92,7 @@ def best_of_n_rows(policy, task, problems: Sequence[Problem], scorer, budgets: S
     params = SamplingParams(n=top, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
     completions = accounts.generate(policy, [p.prompt for p in problems], list(range(len(problems))), params)
     decode = getattr(getattr(policy, "tokenizer", None), "decode", None)
-    steps = [completion_steps(c, task.step_delimiter if hasattr(task, "step_delimiter") else "\n", decode)
+    steps = [completion_steps(c, task.step_delimiter, decode)
              for c in completions]
     owners = [c.prompt_index for c in completions]
     scores = accounts.score(scorer, [problems[o] for o in owners], steps, owners)
@@ -131,14 +117,3 @@ def best_of_n_rows(policy, task, problems: Sequence[Problem], scorer, budgets: S
             rows.append({"strategy": name, "budget": n, "accuracy": value / count, "generated_tokens": tokens / count,
                          "reward_tokens": reward if name == "bon_weighted" else 0.0, "prefilled_tokens": prefill})
     return rows
-
-
-def write_curves(rows: Sequence[dict], out: str | Path, title: str = "") -> tuple[Path, Path]:
-    """DIR/search_curves.json (the rows) and DIR/search_curves.png (accuracy vs generated tokens, log x)."""
-    from searchlearn.report.metrics import write_json
-    from searchlearn.search.curves import plot_curves
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "search_curves.json", list(rows))
-    return out / "search_curves.json", plot_curves(rows, out / "search_curves.png", title)

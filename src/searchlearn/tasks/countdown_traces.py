@@ -19,12 +19,9 @@ import random
 import re
 from collections import Counter
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
+from searchlearn.tasks.countdown_rules import CountdownConfig, judge, steps
 from searchlearn.types import Problem
-
-if TYPE_CHECKING:
-    from searchlearn.tasks.countdown import CountdownConfig
 
 OPS = ("+", "-", "*", "/")
 Move = tuple[int, str, int, int]  # (a, op, b, c): the step "a op b = c"
@@ -231,8 +228,6 @@ def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 
     worth 1.0 exactly when its expression is a correct solution (with "ok" for check). Any other line, or an
     invalid one, is worth 0.0 and breaks the state until a valid "back".
     """
-    from searchlearn.tasks.countdown import judge, steps
-
     nums, target = list(problem.data["nums"]), problem.data["target"]
     text = completion[len(problem.prompt):] if completion.startswith(problem.prompt) else completion
     state: list[int] | None = nums  # None: broken by an invalid line

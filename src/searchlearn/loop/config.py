@@ -1,9 +1,9 @@
 """Configuration of the search-and-learn loop (`searchlearn loop CONFIG.yaml`): phases of rounds.
 
 A loop starts from an initial policy (a checkpoint, or policy initialization run here) and runs `phases` in order;
-a phase is `rounds` rounds with one searcher, one reward and one learner. Config names map to functions through the
-registries below (`SEARCHERS`, `REWARDS`, `LEARNERS`, built in `loop_parts`): an unknown name is a config error that
-lists the valid ones, and no trainer ever switches on a string.
+a phase is `rounds` rounds with one searcher, one reward (a process scorer) and one learner. Names map to functions
+through the registries (`search.registry.SEARCHERS`, `reward.scorers.SCORERS`, `loop.learners.LEARNERS`): an unknown
+name is a config error that lists the valid ones, and no trainer ever switches on a string.
 
     phases:
       - {rounds: 2, learner: expert_iteration, searcher: {name: beam, n: 8, options: {width: 4}}}
@@ -16,28 +16,24 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from searchlearn.config import ConfigError, from_dict, load, to_dict
-from searchlearn.evaluate import EvalConfig
-from searchlearn.initialize import InitConfig
+from searchlearn.config import ConfigError, from_dict, load, parse_value, to_dict
 from searchlearn.learn.dpo import DPOConfig
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.ppo import PPOConfig
 from searchlearn.learn.sft import SFTConfig
-from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS
-from searchlearn.tasks.countdown import CountdownConfig
+from searchlearn.loop.initialize import InitConfig
+from searchlearn.loop.learners import LEARNERS
+from searchlearn.reward.scorers import SCORERS
+from searchlearn.search.evaluate import EvalConfig
+from searchlearn.search.registry import SEARCHERS
+from searchlearn.tasks.registry import DefaultTaskConfig
 
 FIXED_OPTIONS = ("temperature", "max_new_tokens", "seed")  # set from SearcherConfig's own fields and the round
 
 
-def _names(registry: dict) -> str:
-    return ", ".join(sorted(registry))
-
-
 @dataclass
 class SearcherConfig:
-    name: str = "bon"  # training-time searcher: bon | beam | dvts | mcts | revision (see loop_parts.SEARCHERS)
+    name: str = "bon"  # training-time searcher: bon | beam | dvts | mcts | revision (search/registry.py)
     n: int = 8  # budget per problem in best-of-N units (search/budget.py): BoN samples, beam candidates per depth, ...
     max_tokens: int | None = None  # hard cap on generated tokens per problem (None = n × max_new_tokens)
     temperature: float = 1.0  # sampling temperature of the search
@@ -45,8 +41,7 @@ class SearcherConfig:
     options: dict = field(default_factory=dict)  # the searcher's own settings: keys of BeamConfig / MCTSConfig / ...
 
     def __post_init__(self) -> None:
-        if self.name not in SEARCHERS:
-            raise ConfigError(f"unknown searcher {self.name!r}; valid searchers: {_names(SEARCHERS)}")
+        SEARCHERS[self.name]  # an unknown name lists the valid ones
         if self.n < 1 or self.max_new_tokens < 1 or self.temperature < 0:
             raise ConfigError("searcher: n, max_new_tokens >= 1 and temperature >= 0")
         if self.max_tokens is not None and self.max_tokens < 1:
@@ -58,22 +53,19 @@ class SearcherConfig:
         self.search_config(seed=0)  # build once now, so that a bad option fails at load time
 
     def search_config(self, seed: int):
-        """The searcher's own config object (None for best-of-N), with this round's seed."""
-        config_cls = SEARCHERS[self.name].config
-        if config_cls is None:
-            if self.options:
-                raise ConfigError(f"searcher {self.name!r} takes no options, got {sorted(self.options)}")
-            return None
-        data = {**self.options, "temperature": self.temperature, "max_new_tokens": self.max_new_tokens, "seed": seed}
-        return from_dict(config_cls, data, f"searcher.options ({self.name}).")
+        """The searcher's own config object, with its training-time defaults, the options and this round's seed."""
+        spec = SEARCHERS[self.name]
+        data = {**spec.training, **self.options, "temperature": self.temperature,
+                "max_new_tokens": self.max_new_tokens, "seed": seed}
+        return from_dict(spec.config, data, f"searcher.options ({self.name}).")
 
 
 @dataclass
 class PhaseConfig:
     rounds: int = 1  # rounds of this phase, each: search → reward → learn → evaluate → checkpoint
-    learner: str = "expert_iteration"  # expert_iteration (= sft), dpo, ipo, step_dpo, grpo, dr_grpo, dapo, rloo, ppo...
+    learner: str = "expert_iteration"  # expert_iteration (= sft), dpo, ipo, step_dpo, grpo, ..., ppo (loop/learners.py)
     searcher: SearcherConfig = field(default_factory=SearcherConfig)  # training-time search (online learners: unused)
-    reward: str = "verifier"  # verifier | gold | confidence | selfeval: the scorers of the round (see REWARDS)
+    reward: str = "verifier"  # the round's process scorer: verifier | gold | confidence | selfeval | learned:DIR
     problems: int = 256  # fresh training problems per round (searched; for online learners, the rollout pool)
     keep_per_problem: int = 2  # expert iteration: distinct verifier-correct trajectories kept per problem
     max_pairs_per_problem: int = 4  # DPO: correct × incorrect solution pairs per problem
@@ -83,21 +75,19 @@ class PhaseConfig:
                                                               checkpoint_every=50))  # expert iteration's SFT
     dpo: DPOConfig = field(default_factory=lambda: DPOConfig(steps=100, lr=1e-4, checkpoint_every=25))  # (step-)DPO
     grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=20, lr=1e-4, checkpoint_every=5))  # GRPO family
-    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(steps=20, prompts_per_step=32, samples_per_prompt=4,
+    ppo: PPOConfig = field(default_factory=lambda: PPOConfig(steps=20, prompts_per_step=32, group_size=4,
                                                             lr=1e-4, checkpoint_every=5))  # PPO
 
     def __post_init__(self) -> None:
-        if self.learner not in LEARNERS:
-            raise ConfigError(f"unknown learner {self.learner!r}; valid learners: {_names(LEARNERS)}")
-        if self.reward not in REWARDS:
-            raise ConfigError(f"unknown reward {self.reward!r}; valid rewards: {_names(REWARDS)}")
+        LEARNERS[self.learner]  # unknown names list the valid ones
+        SCORERS[self.reward.partition(":")[0]]
         if self.rounds < 0 or self.problems < 1 or self.keep_per_problem < 1 or self.max_pairs_per_problem < 1:
             raise ConfigError("rounds >= 0; problems, keep_per_problem, max_pairs_per_problem >= 1")
         if self.max_pairs_per_node < 1 or self.min_margin < 0:
             raise ConfigError("max_pairs_per_node >= 1 and min_margin >= 0")
         spec = LEARNERS[self.learner]
         if spec.needs_tree and not SEARCHERS[self.searcher.name].tree:
-            trees = sorted(n for n, s in SEARCHERS.items() if s.tree)
+            trees = sorted(n for n, searcher in SEARCHERS.items() if searcher.tree)
             raise ConfigError(f"learner {self.learner!r} needs a search tree; use a tree searcher "
                               f"({', '.join(trees)}), not {self.searcher.name!r}")
 
@@ -107,7 +97,7 @@ class LoopConfig:
     seed: int = 0  # seeds the held-out split (as the demo), each round's problems, searches and learners
     init_from: str | None = "runs/demo/policy"  # starting checkpoint (searchlearn or HF dir); null = initialize here
     init: InitConfig = field(default_factory=InitConfig)  # policy initialization settings, used when init_from is null
-    task: CountdownConfig = field(default_factory=lambda: CountdownConfig(style="search"))  # the Countdown task
+    task: DefaultTaskConfig = field(default_factory=DefaultTaskConfig)  # the default task's settings (Countdown)
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
     prompt: str = "task"  # system prompt for chat (HF) checkpoints: none | task | reasoning; ignored otherwise
@@ -163,6 +153,6 @@ def _assign(data: dict, assignment: str) -> None:
         elif key not in node and parent_key != "options":
             raise ConfigError(f"override {path!r}: unknown key {key!r}; valid keys: {', '.join(sorted(node))}")
         if last:
-            node[key] = yaml.safe_load(raw)
+            node[key] = parse_value(raw, path)
         else:
             node, parent_key = node[key], str(key)

@@ -1,4 +1,4 @@
-"""Policy initialization on Countdown: a Llama-style model from scratch, SFT on solver-written reasoning traces.
+"""Policy initialization on a task with solver traces (Countdown): a Llama-style model from scratch, SFT on solver-written reasoning traces.
 
 The traces (tasks/countdown_traces.py) carry the roadmap's human-like reasoning behaviours: each step decomposes the
 problem (combine two numbers), a dead end is abandoned for an alternative ("back | ..."), a final line checks itself
@@ -15,11 +15,11 @@ import torch
 
 from searchlearn import progress
 from searchlearn.config import ConfigError
+from searchlearn.contracts import Task
 from searchlearn.learn.sft import SFTConfig, train_sft
+from searchlearn.loop.stages import Run
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
-from searchlearn.run import Run
-from searchlearn.tasks.countdown import CountdownTask
 
 
 @dataclass
@@ -44,7 +44,7 @@ class InitConfig:
             raise ConfigError("init.n_train must be >= 1")
 
 
-def task_tokenizer(task: CountdownTask, size: ModelSize) -> TaskTokenizer:
+def task_tokenizer(task: Task, size: ModelSize) -> TaskTokenizer:
     return TaskTokenizer(task.words, max_number=task.config.max_intermediate, digits=size.digit_tokens)
 
 
@@ -59,7 +59,7 @@ def build_model(size: ModelSize, tokenizer: TaskTokenizer, seed: int) -> LlamaFo
     return LlamaForCausalLM(config)
 
 
-def init_examples(task: CountdownTask, tokenizer: TaskTokenizer, n_train: int, seed: int) -> list:
+def init_examples(task: Task, tokenizer: TaskTokenizer, n_train: int, seed: int) -> list:
     """Policy-initialization data: one solver-driven trace per training problem, as (prompt ids, completion ids)."""
     problems = task.problems("train", n_train, seed=seed)
     rng = random.Random(seed)
@@ -69,7 +69,7 @@ def init_examples(task: CountdownTask, tokenizer: TaskTokenizer, n_train: int, s
     return [([tokenizer.bos_id] + p, c + [tokenizer.eos_id]) for p, c in zip(prompts, completions)]
 
 
-def initialize(run: Run, task: CountdownTask, cfg: InitConfig, seed: int) -> Path:
+def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
     """The policy-initialization stage: SFT into OUT/ckpt/init (resumable); returns the checkpoint directory."""
     tokenizer = task_tokenizer(task, cfg.model)
 

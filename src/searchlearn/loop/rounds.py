@@ -21,18 +21,20 @@ from pathlib import Path
 
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
-from searchlearn.evaluate import evaluate, headline
-from searchlearn.initialize import initialize
+from searchlearn.contracts import Task, TrainablePolicy
 from searchlearn.learn import checkpoint
-from searchlearn.loop_config import LoopConfig, PhaseConfig
-from searchlearn.loop_parts import LEARNERS, REWARDS, SEARCHERS, label_outcomes
+from searchlearn.loop.config import LoopConfig, PhaseConfig
+from searchlearn.loop.initialize import initialize
+from searchlearn.loop.learners import LEARNERS, label_outcomes, round_rewards
+from searchlearn.loop.stages import Run
 from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
-from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.prompts import format_problems
 from searchlearn.report.build import build_report
 from searchlearn.report.metrics import write_json
-from searchlearn.run import Run
-from searchlearn.tasks.countdown import CountdownTask
+from searchlearn.search.budget import Budget
+from searchlearn.search.evaluate import evaluate, headline
+from searchlearn.search.registry import SEARCHERS
+from searchlearn.tasks.registry import DEFAULT_TASK
 from searchlearn.types import Problem
 
 
@@ -43,15 +45,15 @@ def round_seed(seed: int, r: int) -> int:
 
 def searcher_label(phase: PhaseConfig) -> str:
     """What made the round's training data: the searcher and its budget, or the online learner's own sampling."""
-    if LEARNERS[phase.learner].kind == "online":
-        group = phase.ppo.samples_per_prompt if phase.learner == "ppo" else phase.grpo.group_size
-        return f"sampling(G={group})"
+    spec = LEARNERS[phase.learner]
+    if spec.kind == "online":
+        return f"sampling(G={getattr(phase, spec.section).group_size})"
     s = phase.searcher
     return f"{s.name}(n={s.n}" + (f", max_tokens={s.max_tokens})" if s.max_tokens else ")")
 
 
-def load_local(path: str | Path) -> LocalPolicy:
-    """A checkpoint as a LocalPolicy (the project's engine and model: what the learners train): a searchlearn
+def load_local(path: str | Path) -> TrainablePolicy:
+    """A checkpoint as a trainable policy (the project's engine and model: what the learners train): a searchlearn
     checkpoint or a Hugging Face Llama/Qwen2/Mistral one; any other is a ConfigError saying why."""
     try:
         policy = load_policy(path, backend="native")
@@ -60,7 +62,7 @@ def load_local(path: str | Path) -> LocalPolicy:
         raise ConfigError(f"{path}: the loop trains the project's own model (Llama/Qwen2/Mistral checkpoints), which "
                           f"cannot hold this one: {reason}. `searchlearn eval --backend transformers` can evaluate it, "
                           "but the loop cannot train it") from e
-    if not isinstance(policy, LocalPolicy):
+    if not isinstance(policy, TrainablePolicy):
         raise ValueError(f"{path}: the loop trains the project's own model; this checkpoint loads as {type(policy)}")
     return policy
 
@@ -69,8 +71,8 @@ def load_local(path: str | Path) -> LocalPolicy:
 class Trained:
     """What the rounds leave: the final policy, the task and held-out problems, one row per round."""
 
-    policy: LocalPolicy
-    task: CountdownTask
+    policy: TrainablePolicy
+    task: Task
     test: list[Problem]
     rows: list[dict]
     n_params: int
@@ -79,7 +81,7 @@ class Trained:
 def train(cfg: LoopConfig, run: Run) -> Trained:
     """Initial policy (`init_from`, or policy initialization here), its held-out evaluation, then every round:
     search → reward → learn → evaluate, each a resumable stage of `run`."""
-    task = CountdownTask(cfg.task)
+    task = DEFAULT_TASK.build(cfg.task)
     ks = list(cfg.eval.ks)
     current = Path(cfg.init_from) if cfg.init_from else initialize(run, task, cfg.init, cfg.seed)
     if not current.exists():
@@ -160,14 +162,14 @@ def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = Fals
     return metrics
 
 
-def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: CountdownTask, policy: LocalPolicy) -> dict:
+def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Task, policy: TrainablePolicy) -> dict:
     """Round r's search stage (search learners) and learning stage, one after the other (a finished stage is read
     back). The learner trains `policy.model` in place and checkpoints it to OUT/ckpt/round{r}. Returns the learning
     stage: the learner's stats, train_generated_tokens and train_accuracy."""
     name, seed, spec = f"round{r}", round_seed(cfg.seed, r), LEARNERS[phase.learner]
     problems = format_problems(task.problems("train", phase.problems, seed=seed), policy.tokenizer, task.name,
                                cfg.prompt)
-    rewards = REWARDS[phase.reward](task, policy)
+    rewards = round_rewards(phase.reward, task, policy)
     if run.done(f"{name}_learn") is None:
         progress.say(f"round {r}/{cfg.rounds}: {phase.learner} on {len(problems)} problems, {searcher_label(phase)}")
     searched = None
@@ -177,7 +179,7 @@ def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Countdow
     return run.stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched))
 
 
-def _learn(r: int, phase: PhaseConfig, run: Run, policy: LocalPolicy, problems, rewards, seed: int,
+def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, problems, rewards, seed: int,
            searched: dict | None) -> dict:
     """Train on the search stage's data (search learners) or on rollouts of the round's problems (online learners)."""
     name, spec = f"round{r}", LEARNERS[phase.learner]
@@ -190,7 +192,7 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: LocalPolicy, problems, 
         progress.say(f"round {r}: no training data from the search; the policy is unchanged")
         return {"learn": {"steps": 0, "skipped": "no training data"}, "train_generated_tokens": tokens,
                 "train_accuracy": accuracy}
-    stats = spec.train(policy, data, phase, seed, rewards, run.ckpt(name), run.log, name)
+    stats = spec.train(policy, data, spec.config(phase, seed), rewards, run.ckpt(name), run.log, name)
     if spec.kind == "online":
         per_step = {rec["step"]: rec for rec in run.log.records() if rec.get("phase") == name and "step" in rec}
         tokens = sum(rec.get("ledger/generated_tokens", 0) for rec in per_step.values())  # last record of each step
@@ -201,7 +203,9 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: LocalPolicy, problems, 
 
 def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: int, log) -> dict:
     """Training-time search on the round's problems, outcome labels, and the learner's data (kept in the stage)."""
-    results = SEARCHERS[phase.searcher.name].run(problems, policy, task, rewards, phase.searcher, seed)
+    searcher = phase.searcher
+    results = SEARCHERS[searcher.name].search(problems, policy, task, rewards.process,
+                                              Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
     label_outcomes(results, problems, rewards.outcome)
     data, extra = LEARNERS[phase.learner].prepare(results, problems, policy, phase, seed)
     trajectories = [t for res in results for t in res.trajectories]

@@ -17,22 +17,22 @@ from pathlib import Path
 
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
-from searchlearn.evaluate import EvalConfig
-from searchlearn.initialize import InitConfig, ModelSize
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.sft import SFTConfig
-from searchlearn.loop import finish, summary, train
-from searchlearn.loop_config import LoopConfig, PhaseConfig, SearcherConfig
+from searchlearn.loop.config import LoopConfig, PhaseConfig, SearcherConfig
+from searchlearn.loop.initialize import InitConfig, ModelSize
+from searchlearn.loop.rounds import finish, summary, train
+from searchlearn.loop.stages import Run
 from searchlearn.report.build import reward_section, sweep_section
+from searchlearn.report.curves import plot_curves
 from searchlearn.report.metrics import write_json
 from searchlearn.report.plots import reliability
 from searchlearn.reward.learned import LearnedScorer
-from searchlearn.reward.models import RewardTrainConfig
+from searchlearn.reward.models import KINDS, RewardTrainConfig
 from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.selfeval import SelfEvalScorer
-from searchlearn.run import Run
-from searchlearn.search.curves import plot_curves
+from searchlearn.search.evaluate import EvalConfig
 from searchlearn.search.sweep import SweepConfig, sweep
 
 
@@ -62,8 +62,8 @@ class RewardStageConfig:
     def __post_init__(self) -> None:
         for name in self.models:
             kind, _, label = name.partition("_")
-            if kind not in ("prm", "orm", "value", "ppm") or label not in ("", "soft", "hard"):
-                raise ConfigError(f"reward.models: {name!r} is not KIND_LABEL (prm|orm|value|ppm, soft|hard)")
+            if kind not in KINDS or label not in ("", "soft", "hard"):
+                raise ConfigError(f"reward.models: {name!r} is not KIND_LABEL ({'|'.join(KINDS.names())}, soft|hard)")
         if min(self.samples, self.rollouts, self.eval_problems, self.eval_samples) < 1 or self.problems < 0:
             raise ConfigError("reward: problems >= 0; samples, rollouts, eval_problems, eval_samples >= 1")
 

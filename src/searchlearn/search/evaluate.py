@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from math import comb
 from typing import Sequence
 
+from searchlearn.reward.aggregate import majority_vote
 from searchlearn.reward.verifiers import VerifierReward
-from searchlearn.search.best_of_n import majority_vote, sample
+from searchlearn.search.best_of_n import sample
 from searchlearn.types import Ledger, Problem, SamplingParams
 
 

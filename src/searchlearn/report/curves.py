@@ -8,6 +8,8 @@ from pathlib import Path
 
 import matplotlib
 
+from searchlearn.report.metrics import write_json
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -36,3 +38,11 @@ def plot_curves(rows: Sequence[dict], path: str | Path, title: str = "") -> Path
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def write_curves(rows: Sequence[dict], out: str | Path, title: str = "") -> tuple[Path, Path]:
+    """DIR/search_curves.json (the rows) and DIR/search_curves.png (accuracy vs generated tokens, log x)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "search_curves.json", list(rows))
+    return out / "search_curves.json", plot_curves(rows, out / "search_curves.png", title)

@@ -1,17 +1,19 @@
-"""`searchlearn search`: strategies × budgets on held-out Countdown problems → OUT/search_curves.{json,png}."""
+"""`searchlearn search`: strategies × budgets on held-out problems → OUT/search_curves.{json,png}."""
 
 from __future__ import annotations
 
+from searchlearn.cli.common import config
 from searchlearn.config import ConfigError
+from searchlearn.policy.hf import load_policy
+from searchlearn.report.curves import write_curves
+from searchlearn.search.sweep import SweepConfig, sweep
+from searchlearn.tasks.registry import DEFAULT_TASK
 
 
-def run_search_command(args, cfg) -> None:
-    """`args` from the CLI parser (model, strategies, budgets, scorer, aggregate, width, problems, out); `cfg` the
-    DemoConfig (task, held-out split seed, eval.max_new_tokens / temperature)."""
-    from searchlearn.policy.policy import LocalPolicy
-    from searchlearn.search.sweep import SweepConfig, sweep, write_curves
-    from searchlearn.tasks.countdown import CountdownTask
-
+def cmd_search(args) -> None:
+    """`args` from the CLI parser (model, strategies, budgets, scorer, aggregate, width, problems, out); the config
+    gives the task, the held-out split's seed and eval.max_new_tokens / temperature."""
+    cfg = config(args)
     try:
         sweep_cfg = SweepConfig(strategies=tuple(s for s in args.strategies.split(",") if s),
                                 budgets=tuple(int(b) for b in args.budgets.split(",") if b), scorer=args.scorer,
@@ -19,8 +21,8 @@ def run_search_command(args, cfg) -> None:
                                 temperature=cfg.eval.temperature, seed=cfg.seed)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    policy = LocalPolicy.load(args.model)
-    task = CountdownTask(cfg.task)
+    policy = load_policy(args.model, backend="native")
+    task = DEFAULT_TASK.build(cfg.task)
     test = task.problems("test", args.problems or cfg.eval.problems, seed=cfg.seed + 1)
 
     def show(row: dict) -> None:

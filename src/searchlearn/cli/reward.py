@@ -1,4 +1,4 @@
-"""`searchlearn reward train | eval`: learned reward models on Countdown, and their quality against gold labels.
+"""`searchlearn reward train | eval`: learned reward models on the default task (Countdown), and their quality against gold labels.
 
 train: sample solutions to training problems from a policy, label every step with Monte-Carlo rollouts
 (`labels.mc_labels`; saved as OUT/mc_labels.json and reusable with --labels-from), then fit a head of --kind
@@ -14,10 +14,25 @@ the step scores against gold (ECE and reliability bins; the diagram in OUT/calib
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from searchlearn import progress
+from searchlearn.cli.common import add_common, config
+from searchlearn.loop.adversarial import adversarial_rounds
+from searchlearn.policy.hf import load_policy
+from searchlearn.report.metrics import write_json
+from searchlearn.report.plots import reliability
+from searchlearn.reward.aggregate import AGGREGATES
+from searchlearn.reward.discriminator import DiscriminatorConfig
+from searchlearn.reward.learned import LearnedScorer
+from searchlearn.reward.models import KINDS, RewardTrainConfig
 from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions, load_labels, save_labels
+from searchlearn.reward.process import ConfidenceScorer
+from searchlearn.reward.selfeval import SelfEvalScorer
+from searchlearn.tasks.registry import DEFAULT_TASK
 
 LABELS_FILE = "mc_labels.json"
 
@@ -25,16 +40,10 @@ LABELS_FILE = "mc_labels.json"
 def run_disc_training(args, cfg) -> dict:
     """--kind disc: GAIL/AIRL rounds (`discriminator.adversarial_rounds`); saves D as an ORM-like head in OUT and,
     when the policy was trained against it, the policy in OUT/policy."""
-    import torch
-    from dataclasses import asdict
-
-    from searchlearn.policy.policy import LocalPolicy
-    from searchlearn.reward.discriminator import DiscriminatorConfig, adversarial_rounds
-    from searchlearn.tasks.countdown import CountdownTask
 
     torch.manual_seed(cfg.seed)
-    task = CountdownTask(cfg.task)
-    policy = LocalPolicy.load(args.model)
+    task = DEFAULT_TASK.build(cfg.task)
+    policy = load_policy(args.model, backend="native")
     dcfg = DiscriminatorConfig(rounds=args.rounds, problems=args.problems, samples=args.samples, d_steps=args.steps,
                                d_batch_size=args.batch_size, d_lr=args.lr, policy_steps=args.policy_steps,
                                policy_lr=args.policy_lr, verifier_weight=args.verifier_weight,
@@ -56,18 +65,13 @@ def run_disc_training(args, cfg) -> dict:
 
 
 def run_training(args, cfg) -> dict:
-    import torch
 
     if args.kind == "disc":
         return run_disc_training(args, cfg)
 
-    from searchlearn.policy.policy import LocalPolicy
-    from searchlearn.reward.models import RewardTrainConfig
-    from searchlearn.tasks.countdown import CountdownTask
-
     torch.manual_seed(cfg.seed)
-    task = CountdownTask(cfg.task)
-    policy = LocalPolicy.load(args.model)
+    task = DEFAULT_TASK.build(cfg.task)
+    policy = load_policy(args.model, backend="native")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.labels_from:
@@ -90,19 +94,10 @@ def run_training(args, cfg) -> dict:
 
 
 def run_evaluation(args, cfg) -> dict:
-    import torch
-
-    from searchlearn.policy.policy import LocalPolicy
-    from searchlearn.report.metrics import write_json
-    from searchlearn.report.plots import reliability
-    from searchlearn.reward.learned import LearnedScorer
-    from searchlearn.reward.process import ConfidenceScorer
-    from searchlearn.reward.selfeval import SelfEvalScorer
-    from searchlearn.tasks.countdown import CountdownTask
 
     torch.manual_seed(cfg.seed)
-    task = CountdownTask(cfg.task)
-    policy = LocalPolicy.load(args.model)
+    task = DEFAULT_TASK.build(cfg.task)
+    policy = load_policy(args.model, backend="native")
     problems = task.problems("test", args.problems, seed=cfg.seed + 1)
     n = args.samples
     scorers = {"confidence": (ConfidenceScorer(policy, task), "mean"),
@@ -127,14 +122,19 @@ def run_evaluation(args, cfg) -> dict:
     return result
 
 
-def add_parser(sub, common):
-    """The `reward` subcommand with its `train` and `eval` actions (cli.main sets its `fn`); returns its parser."""
+def cmd_reward(args) -> None:
+    """Learned reward models: `reward train` (MC labels → ORM/PRM/value/PPM head) and `reward eval` (vs gold)."""
+    args.action_fn(args, config(args))
+
+
+def add_parser(sub):
+    """The `reward` subcommand with its `train` and `eval` actions; returns its parser."""
     p = sub.add_parser("reward", help="learned reward models: train (MC labels → ORM/PRM/value/PPM) and eval vs gold")
     actions = p.add_subparsers(dest="action", required=True)
     t = actions.add_parser("train", help="label sampled solutions by MC rollouts, train a reward head, save it")
-    common(t, "runs/reward")
+    add_common(t, "runs/reward")
     t.add_argument("--model", required=True, help="policy checkpoint directory (e.g. runs/demo/policy)")
-    t.add_argument("--kind", choices=("orm", "prm", "value", "ppm", "disc"), default="prm",
+    t.add_argument("--kind", choices=[*KINDS.names(), "disc"], default="prm",
                    help="disc: a discriminator of expert traces vs policy samples, trained adversarially (GAIL/AIRL)")
     t.add_argument("--labels", choices=("soft", "hard"), default="soft", help="MC label kind (prm/value/ppm)")
     t.add_argument("--labels-from", help="reuse OUT/mc_labels.json of an earlier run instead of rolling out")
@@ -146,7 +146,7 @@ def add_parser(sub, common):
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--margin", type=float, default=0.5, help="PPM: least Q difference of a sibling pair")
-    t.add_argument("--aggregate", choices=("last", "min", "prod", "mean"), default="min",
+    t.add_argument("--aggregate", choices=list(AGGREGATES), default="min",
                    help="how the saved scorer turns step scores into a solution score")
     t.add_argument("--name", help="the model's name in reward_eval.json (default kind_labels)")
     t.add_argument("--rounds", type=int, default=3, help="disc: adversarial rounds (--problems, --samples, --steps, "
@@ -157,13 +157,14 @@ def add_parser(sub, common):
                    help="disc: w in the policy's reward logit D + w·verifier")
     t.set_defaults(action_fn=run_training)
     e = actions.add_parser("eval", help="step AUC / first-error accuracy vs gold labels → OUT/reward_eval.json")
-    common(e, "runs/reward_eval")
+    add_common(e, "runs/reward_eval")
     e.add_argument("--model", required=True, help="policy checkpoint directory that samples the solutions")
     e.add_argument("--rm", action="append", default=[], help="reward model directory (repeatable)")
     e.add_argument("--problems", type=int, default=50, help="held-out problems")
     e.add_argument("--samples", type=int, default=8, help="solutions per problem (also N of rerank@N)")
     e.add_argument("--max-new-tokens", type=int, default=192)
-    e.add_argument("--aggregate", choices=("last", "min", "prod", "mean"), help="override each model's aggregate")
+    e.add_argument("--aggregate", choices=list(AGGREGATES), help="override each model's aggregate")
     e.add_argument("--bins", type=int, default=10, help="equal-width score bins of the calibration table (ECE)")
     e.set_defaults(action_fn=run_evaluation)
+    p.set_defaults(fn=cmd_reward)
     return p

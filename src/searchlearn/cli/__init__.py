@@ -1,0 +1,1 @@
+"""The `searchlearn` command line (entry point: `searchlearn.cli.main:main`)."""

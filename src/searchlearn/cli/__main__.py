@@ -1,0 +1,3 @@
+from searchlearn.cli.main import main
+
+main()

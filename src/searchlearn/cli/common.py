@@ -1,0 +1,24 @@
+"""What every `searchlearn` subcommand shares: the run-directory and config flags, and the config they build."""
+
+from __future__ import annotations
+
+import argparse
+
+from searchlearn.loop.config import load_loop_config
+from searchlearn.recipes.demo import DemoConfig, quick
+
+
+def add_common(p: argparse.ArgumentParser, out: str) -> None:
+    p.add_argument("--out", default=out, help=f"run directory (default {out})")
+    p.add_argument("--config", help="YAML file of DemoConfig keys (see configs/)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set init.sft.steps=500 --set task.k=4 --set phases.1.rounds=2")
+    p.add_argument("--quick", action="store_true", help="the ≤60 s smoke profile")
+    p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+
+
+def config(args) -> DemoConfig:
+    """The demo's config (or its quick profile), then the --config file, then --set and --seed."""
+    base = quick(DemoConfig()) if args.quick else DemoConfig()
+    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    return load_loop_config(args.config, overrides, cls=DemoConfig, base=base)

@@ -1,0 +1,85 @@
+"""Shared fixtures: the CLI run as a user runs it, tiny models, and a tiny policy that writes short Countdown steps.
+
+Tests mirror the package (unit/, parity/, smoke/); what more than one test file needs lives here.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.policy.policy import LocalPolicy
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.tasks.countdown import WORDS
+
+
+class CLI:
+    """`searchlearn ARGS...` as a user runs it: a fresh process, progress quiet, optionally on `threads` threads."""
+
+    def __init__(self, threads: int | None = None):
+        self.env = {**os.environ, "SEARCHLEARN_QUIET": "1"}
+        if threads is not None:
+            self.env["OMP_NUM_THREADS"] = str(threads)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "searchlearn.cli", *args]
+
+    def __call__(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout)
+
+
+def tiny_model(seed: int = 0, vocab: int = 24, **config) -> LlamaForCausalLM:
+    """A seeded 2-layer, width-32 Llama (GQA 4:2) for learner tests."""
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(LlamaConfig(**{"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64,
+                                           "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                                           "max_position_embeddings": 64, **config}))
+
+
+STEP_TOKENIZER = TaskTokenizer(WORDS, max_number=99)
+
+
+def stepping_policy() -> LocalPolicy:
+    """A random 2-layer model on Countdown's tokenizer whose lm_head favours "\\n" and eos, so steps are short and
+    paths end: what search tests need from a policy."""
+    torch.manual_seed(0)
+    tok = STEP_TOKENIZER
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    head = torch.nn.Linear(32, tok.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tok.vocab["\n"]] = 3.0
+        head.bias[tok.eos_id] = 1.5
+    model.lm_head = head
+    return LocalPolicy(model, tok)
+
+
+@pytest.fixture(scope="session")
+def cli() -> CLI:
+    """`cli("eval", "--model", DIR, ...)` -> CompletedProcess; `cli.argv(...)`, `cli.env` for a Popen."""
+    return CLI()
+
+
+@pytest.fixture(scope="session")
+def cli1() -> CLI:
+    """The CLI on one thread (for tests that load transformers models beside the project's)."""
+    return CLI(threads=1)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_model():
+    """tiny_model(seed=0, vocab=24, **config) -> a fresh LlamaForCausalLM."""
+    return tiny_model
+
+
+@pytest.fixture(scope="session")
+def make_stepping_policy():
+    """stepping_policy() -> a fresh LocalPolicy writing short steps (see the function)."""
+    return stepping_policy
