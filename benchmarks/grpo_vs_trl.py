@@ -43,8 +43,9 @@ from pathlib import Path
 import torch
 
 from searchlearn.learn.grpo import GRPOConfig, recipe, train_grpo
-from searchlearn.learn.rollout import cosine_lr, problem_indices
+from searchlearn.learn.data import problem_indices
 from searchlearn.learn.sft import SFTConfig, train_sft
+from searchlearn.learn.trainer import TrainConfig, learning_rate
 from searchlearn.policy.hf import export_hf, load_policy
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy, encode_prompts
@@ -143,7 +144,8 @@ def run_trl(hf_dir: Path, pool, task, args, out_dir: Path, prefix: str) -> dict:
     # searchlearn's optimizer and schedule, handed to TRL: torch's AdamW (TRL would pick the fused variant), and
     # searchlearn's warm-up (step s at lr·(s+1)/W; transformers' warm-up starts at 0 and lags one step)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: cosine_lr(s, args.steps, 1.0, args.warmup, 1.0))
+    unit = TrainConfig(steps=args.steps, lr=1.0, warmup_steps=args.warmup, min_lr_ratio=1.0)  # the schedule's factor
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: learning_rate(s, unit))
     trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=config, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[Clock()], optimizers=(optimizer, schedule))
     trainer.remove_callback(transformers.PrinterCallback)  # TRL's per-step log dicts on stdout

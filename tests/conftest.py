@@ -5,7 +5,9 @@ Tests mirror the package (unit/, parity/, smoke/); what more than one test file 
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 
@@ -39,6 +41,17 @@ def tiny_model(seed: int = 0, vocab: int = 24, **config) -> LlamaForCausalLM:
     return LlamaForCausalLM(LlamaConfig(**{"vocab_size": vocab, "hidden_size": 32, "intermediate_size": 64,
                                            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                                            "max_position_embeddings": 64, **config}))
+
+
+def min_content_width(table: str, px_per_char: float = 7.5, cell_px: int = 21) -> float:
+    """The narrowest a browser can lay out an HTML table: per column its longest unbreakable word (at ~7.5 px a
+    character of a 13-14 px font), plus padding and border."""
+    widths: dict[int, int] = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.S):
+        for j, cell in enumerate(re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)):
+            words = html.unescape(re.sub(r"<[^>]+>", "", cell)).split() or [""]
+            widths[j] = max(widths.get(j, 0), max(len(w) for w in words))
+    return sum(w * px_per_char + cell_px for w in widths.values())
 
 
 STEP_TOKENIZER = TaskTokenizer(WORDS, max_number=99)

@@ -198,6 +198,12 @@ class SearchTree:
     def terminals(self) -> list[int]:
         return [i for i, node in enumerate(self.nodes) if node.terminal]
 
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchTree:
+        """The inverse of `dataclasses.asdict(tree)` (a tree read back from JSON)."""
+        nodes = [Node(**{**n, "step": Step(**n["step"])}) for n in data["nodes"]]
+        return cls(data["problem_id"], nodes)
+
 
 @dataclass
 class SearchResult:

@@ -14,7 +14,12 @@ import transformers
 from searchlearn.policy.hf import UnsupportedCheckpoint, export_hf, load_policy
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
-from searchlearn.policy.tiny import spread_weights, tiny_checkpoint, tiny_model, tiny_tokenizer
+from searchlearn.policy.tiny import (
+    spread_weights,
+    tiny_checkpoint,
+    tiny_model,
+    tiny_tokenizer,
+)
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.policy.transformers_policy import TransformersPolicy
 from searchlearn.types import SamplingParams

@@ -2,11 +2,13 @@
 sweep) writes every output, and `--resume` after a kill finishes the run."""
 
 import json
+import re
 import signal
 import subprocess
 import time
 
 import pytest
+from conftest import min_content_width
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,14 @@ def test_quick_demo_writes_all_outputs(quick_run):
     html = (out / "report.html").read_text()
     assert "Reward models against gold labels" in html and "Test-time search" in html
     assert "data:image/png;base64" in html and "-&gt;" in html  # figures and example traces are inlined
+    summary = html[html.index("<h2>Summary"):html.index("<h2>Held-out accuracy")]
+    init, final = metrics["init"]["pass@1"], metrics["final"]["pass@1"]
+    assert f"went from {init:.3f}" in summary and f"to {final:.3f}" in summary  # the run's own figures
+    trees = html[html.index("<h2>Search trees"):]
+    assert trees.count("<svg") == 2 and "beam on" in trees and "mcts on" in trees
+    assert "The model&#x27;s own words" in html or "The model's own words" in html
+    tables = re.findall(r"<table>.*?</table>", html, re.S)
+    assert tables and max(min_content_width(t) for t in tables) <= 1200  # no table runs past a laptop screen
     assert (out / "policy" / "model.safetensors").exists()
 
 

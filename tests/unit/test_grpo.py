@@ -9,7 +9,13 @@ from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo, upda
 from searchlearn.learn.losses import grpo_loss
 from searchlearn.learn.ppo import PPOConfig, action_values, prepare, train_ppo
 from searchlearn.learn.ppo import update as ppo_update
-from searchlearn.learn.rollout import frozen_logprobs, make_batch, sorted_token_logprobs, step_rewards, token_logprobs
+from searchlearn.learn.rollout import (
+    frozen_logprobs,
+    make_batch,
+    sorted_token_logprobs,
+    step_rewards,
+    token_logprobs,
+)
 from searchlearn.learn.trainer import Trainer
 from searchlearn.policy.heads import ValueModel
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM

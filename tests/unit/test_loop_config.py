@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 
 from searchlearn.config import ConfigError, from_dict
-from searchlearn.loop.config import LoopConfig, PhaseConfig, SearcherConfig, load_loop_config
+from searchlearn.loop.config import (
+    LoopConfig,
+    PhaseConfig,
+    SearcherConfig,
+    load_loop_config,
+)
 from searchlearn.loop.learners import LEARNERS, expert_data, label_outcomes
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.scorers import SCORERS

@@ -8,8 +8,19 @@ import pytest
 
 from searchlearn.policy.prompts import REASONING_PROMPT, format_problems, system_prompt
 from searchlearn.policy.tokenizer import TaskTokenizer
-from searchlearn.tasks.math import MathConfig, MathDataError, MathTask, load_jsonl, reference_trace, steps
-from searchlearn.tasks.math_answers import extract_answer, is_equivalent, normalize_answer
+from searchlearn.tasks.math import (
+    MathConfig,
+    MathDataError,
+    MathTask,
+    load_jsonl,
+    reference_trace,
+    steps,
+)
+from searchlearn.tasks.math_answers import (
+    extract_answer,
+    is_equivalent,
+    normalize_answer,
+)
 
 EXTRACT = [  # completion text -> extracted answer
     ("so the total is \\boxed{42}.", "42"),

@@ -17,7 +17,13 @@ from searchlearn.reward.discriminator import (
     discriminator_examples,
     imitation_reward,
 )
-from searchlearn.reward.models import RewardModel, RewardTrainConfig, encode_steps, loss_of, train_reward
+from searchlearn.reward.models import (
+    RewardModel,
+    RewardTrainConfig,
+    encode_steps,
+    loss_of,
+    train_reward,
+)
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 from searchlearn.types import Problem
 

@@ -2,7 +2,13 @@
 
 import pytest
 
-from searchlearn.reward.labels import StepLabels, mc_labels, mc_targets, q_margin_pairs, step_prefixes
+from searchlearn.reward.labels import (
+    StepLabels,
+    mc_labels,
+    mc_targets,
+    q_margin_pairs,
+    step_prefixes,
+)
 from searchlearn.search.scripted import EOS, ScriptedPolicy
 from searchlearn.tasks.countdown import CountdownTask
 from searchlearn.types import Problem

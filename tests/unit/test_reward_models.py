@@ -12,7 +12,14 @@ from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.labels import StepLabels
 from searchlearn.reward.learned import LearnedScorer
-from searchlearn.reward.models import RewardModel, RewardTrainConfig, encode_steps, loss_of, make_examples, train_reward
+from searchlearn.reward.models import (
+    RewardModel,
+    RewardTrainConfig,
+    encode_steps,
+    loss_of,
+    make_examples,
+    train_reward,
+)
 from searchlearn.reward.quality import auc, first_error
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.tasks.countdown import WORDS, CountdownTask

@@ -18,7 +18,12 @@ from searchlearn.policy.transformers_policy import TransformersPolicy
 from searchlearn.report.plots import reliability
 from searchlearn.reward.quality import calibration
 from searchlearn.reward.scorers import make_scorer
-from searchlearn.reward.selfeval import QUESTION, SelfEvalOutcome, SelfEvalScorer, word_ids
+from searchlearn.reward.selfeval import (
+    QUESTION,
+    SelfEvalOutcome,
+    SelfEvalScorer,
+    word_ids,
+)
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 from searchlearn.tasks.math import MathTask
 from searchlearn.types import Problem, Step

@@ -2,7 +2,12 @@
 
 import pytest
 
-from searchlearn.reward.shaping import dense_step_rewards, discounted_return, shaped_rewards, shaping_terms
+from searchlearn.reward.shaping import (
+    dense_step_rewards,
+    discounted_return,
+    shaped_rewards,
+    shaping_terms,
+)
 from searchlearn.types import Problem, Step, Trajectory
 
 

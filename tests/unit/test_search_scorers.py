@@ -7,7 +7,13 @@ import pytest
 from conftest import stepping_policy
 
 from searchlearn.reward.aggregate import aggregate
-from searchlearn.reward.process import ConfidenceScorer, GoldScorer, OutcomeAtTerminal, Weighted, ends_with_answer
+from searchlearn.reward.process import (
+    ConfidenceScorer,
+    GoldScorer,
+    OutcomeAtTerminal,
+    Weighted,
+    ends_with_answer,
+)
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts

@@ -162,7 +162,7 @@ class Trainer:
         """Steps from the current one to cfg.steps (or `stop_after`); returns {"steps", "seconds", "last"}."""
         cfg, t0, window = self.cfg, time.time(), []
         with progress.bar(self.name, total=cfg.steps) as bar:
-            bar.advance(self.step)
+            bar.skip(self.step)
             while self.step < cfg.steps and (self.stop_after is None or self.step < self.stop_after):
                 lr = self._set_lr()
                 stats = step_fn(self.step)

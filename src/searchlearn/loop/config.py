@@ -23,6 +23,7 @@ from searchlearn.learn.ppo import PPOConfig
 from searchlearn.learn.sft import SFTConfig
 from searchlearn.loop.initialize import InitConfig
 from searchlearn.loop.learners import LEARNERS
+from searchlearn.report.sinks import SINKS
 from searchlearn.reward.scorers import SCORERS
 from searchlearn.search.evaluate import EvalConfig
 from searchlearn.search.registry import SEARCHERS
@@ -101,6 +102,7 @@ class LoopConfig:
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
     prompt: str = "task"  # system prompt for chat (HF) checkpoints: none | task | reasoning; ignored otherwise
+    report_to: tuple[str, ...] = ()  # metric sinks beside metrics.jsonl: tensorboard, wandb (report/sinks.py)
 
     def __post_init__(self) -> None:
         phases = []
@@ -111,6 +113,9 @@ class LoopConfig:
         self.phases = tuple(phases)
         if not self.phases or sum(p.rounds for p in self.phases) < 1:
             raise ConfigError("the loop needs at least one phase with rounds >= 1")
+        unknown = sorted(set(self.report_to) - set(SINKS))
+        if unknown:
+            raise ConfigError(f"report_to: unknown sink(s) {unknown}; choose from {', '.join(SINKS)}")
         if self.prompt not in ("none", "task", "reasoning"):
             raise ConfigError(f"prompt must be none, task or reasoning, got {self.prompt!r}")
 

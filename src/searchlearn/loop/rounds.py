@@ -83,6 +83,7 @@ def train(cfg: LoopConfig, run: Run) -> Trained:
     search → reward → learn → evaluate, each a resumable stage of `run`."""
     task = DEFAULT_TASK.build(cfg.task)
     ks = list(cfg.eval.ks)
+    run.plan(stage_names(cfg))
     current = Path(cfg.init_from) if cfg.init_from else initialize(run, task, cfg.init, cfg.seed)
     if not current.exists():
         raise FileNotFoundError(f"init_from {current}: no such checkpoint; run `searchlearn demo` (or `searchlearn "
@@ -116,6 +117,15 @@ def train(cfg: LoopConfig, run: Run) -> Trained:
     return Trained(policy, task, test, rows, n_params)
 
 
+def stage_names(cfg: LoopConfig) -> list[str]:
+    """The stages `train` runs, in order: initialization (unless init_from), then per round search, learn, eval."""
+    names = ([] if cfg.init_from else ["init"]) + ["eval_init"]
+    for r, phase in cfg.schedule():
+        search = [f"round{r}_search"] if LEARNERS[phase.learner].kind == "search" else []
+        names += search + [f"round{r}_learn", f"eval_round{r}"]
+    return names
+
+
 def summary(cfg: LoopConfig, run: Run, trained: Trained) -> dict:
     """metrics.json's content: init and final headline figures, one row per round, compute and time."""
     ks, results = list(cfg.eval.ks), run.results
@@ -128,6 +138,7 @@ def summary(cfg: LoopConfig, run: Run, trained: Trained) -> dict:
         "wall_seconds": run.seconds,
         "params": trained.n_params,
         "init_from": cfg.init_from,
+        "eval_problems": len(trained.test),
         "init_detail": results["eval_init"]["metrics"],
         "final_detail": final,
     }
@@ -144,6 +155,7 @@ def finish(cfg: LoopConfig, run: Run, trained: Trained, metrics: dict, sections=
     online = [f"round{r}" for r, p in cfg.schedule() if LEARNERS[p.learner].kind == "online"]
     build_report(run.out, metrics, run.results, list(cfg.eval.ks), run.log.records(), online, f"eval_round{cfg.rounds}",
                  sections)
+    run.log.close()
     progress.say(f"wrote {run.out / 'report.html'}: greedy pass@1 {metrics['init']['pass@1']:.3f} → "
                  f"{metrics['final']['pass@1']:.3f} over {cfg.rounds} rounds in {metrics['wall_seconds']:.0f} s")
 
@@ -154,7 +166,7 @@ def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = Fals
     if cfg.init_from and Path(cfg.init_from).resolve().is_relative_to(Path(out).resolve()):
         raise ConfigError(f"the run directory {out} holds init_from {cfg.init_from}, which the run would overwrite; "
                           "choose another --out")
-    run = Run(out, resume)
+    run = Run(out, resume, cfg.report_to, to_dict(cfg))
     write_json(run.out / "config.json", to_dict(cfg))
     trained = train(cfg, run)
     metrics = {**summary(cfg, run, trained), "run_seconds": time.time() - t_start}

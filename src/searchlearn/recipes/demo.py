@@ -12,7 +12,7 @@ Every stage is resumable (run.py): `--resume` continues a killed run where it st
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from searchlearn import progress
@@ -21,9 +21,9 @@ from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.sft import SFTConfig
 from searchlearn.loop.config import LoopConfig, PhaseConfig, SearcherConfig
 from searchlearn.loop.initialize import InitConfig, ModelSize
-from searchlearn.loop.rounds import finish, summary, train
+from searchlearn.loop.rounds import finish, stage_names, summary, train
 from searchlearn.loop.stages import Run
-from searchlearn.report.build import reward_section, sweep_section
+from searchlearn.report.build import reward_section, sweep_section, trees_section
 from searchlearn.report.curves import plot_curves
 from searchlearn.report.metrics import write_json
 from searchlearn.report.plots import reliability
@@ -31,8 +31,12 @@ from searchlearn.reward.learned import LearnedScorer
 from searchlearn.reward.models import KINDS, RewardTrainConfig
 from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions
 from searchlearn.reward.process import ConfidenceScorer
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.selfeval import SelfEvalScorer
+from searchlearn.search.beam import BeamConfig, beam_search
+from searchlearn.search.budget import Budget
 from searchlearn.search.evaluate import EvalConfig
+from searchlearn.search.mcts import MCTSConfig, mcts
 from searchlearn.search.sweep import SweepConfig, sweep
 
 
@@ -76,11 +80,14 @@ class DemoConfig(LoopConfig):
         strategies=("bon", "beam", "dvts"), budgets=(4, 16), scorer="gold", max_new_tokens=192))  # test-time search
     sweep_problems: int = 32  # held-out problems of the sweep (0 = no sweep)
     reward: RewardStageConfig = field(default_factory=RewardStageConfig)  # reward models from the final policy
+    tree_problems: int = 1  # held-out problems whose beam-search and MCTS trees the report draws (0 = none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.sweep_problems < 0 or self.sweep_problems > self.eval.problems:
             raise ConfigError(f"sweep_problems must be in [0, eval.problems = {self.eval.problems}]")
+        if not 0 <= self.tree_problems <= self.eval.problems:
+            raise ConfigError(f"tree_problems must be in [0, eval.problems = {self.eval.problems}]")
 
 
 def quick(cfg: DemoConfig) -> DemoConfig:
@@ -107,8 +114,10 @@ def quick(cfg: DemoConfig) -> DemoConfig:
 
 def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = False) -> dict:
     """Run (or, with `resume`, continue) the demo in `out`; returns metrics.json's content."""
-    run = Run(out, resume)
+    run = Run(out, resume, cfg.report_to, to_dict(cfg))
     write_json(run.out / "config.json", to_dict(cfg))
+    run.plan(stage_names(cfg) + ["sweep"] * bool(cfg.sweep_problems) + ["reward"] * bool(cfg.reward.problems)
+             + ["trees"] * bool(cfg.tree_problems))
     trained = train(cfg, run)
     sections = []
     if cfg.sweep_problems:
@@ -134,8 +143,32 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
                                     if k in r} | {"rerank": r[f"rerank@{cfg.reward.eval_samples}"]}
                              for name, r in result.items() if isinstance(r, dict) and "step_auc" in r}
         metrics["wall_seconds"] = run.seconds  # the reward stage included
+    if cfg.tree_problems:  # last, so that nothing before it depends on it
+        sections.append(trees_section(run.stage("trees", lambda: search_trees(cfg, trained))["trees"]))
     finish(cfg, run, trained, metrics, sections)
     return metrics
+
+
+def search_trees(cfg: DemoConfig, trained) -> dict:
+    """A small beam search (n = 4, width 2) and MCTS (k = 3, 12 simulations) on the first held-out problems, guided
+    by the sweep's scorer: the trees the report draws, with the path to each answer."""
+    problems = trained.test[: cfg.tree_problems]
+    scorer = make_scorer(cfg.sweep.scorer, trained.task, trained.policy)
+    common = dict(max_new_tokens=cfg.eval.max_new_tokens, delimiter=trained.task.step_delimiter, seed=cfg.seed)
+    runs = {"beam": beam_search(problems, trained.policy, trained.task, scorer, Budget(4),
+                                BeamConfig(width=2, **common)),
+            "mcts": mcts(problems, trained.policy, trained.task, scorer, Budget(4),
+                         MCTSConfig(k=3, simulations=12, **common))}
+    trees = []
+    for name, results in runs.items():
+        for problem, result in zip(problems, results):
+            tree, answer = result.tree, result.answer or ""
+            on_path = [i for i in range(1, len(tree.nodes)) if tree.text(i) and answer.startswith(tree.text(i))]
+            end = max(on_path, key=lambda i: (len(tree.text(i)), tree.nodes[i].terminal), default=0)
+            trees.append({"strategy": name, "scorer": cfg.sweep.scorer, "prompt": problem.prompt, "answer": answer,
+                          "correct": trained.task.verify(problem, answer).correct, "chosen": tree.path(end) if end else [],
+                          "tree": asdict(tree)})
+    return {"trees": trees}
 
 
 def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:

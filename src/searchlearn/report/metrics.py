@@ -9,15 +9,24 @@ from pathlib import Path
 
 
 class MetricsLog:
-    """Appends one JSON record per line; each record gets a wall-clock `time`."""
+    """Appends one JSON record per line; each record gets a wall-clock `time`. `sinks` (report/sinks.py: TensorBoard,
+    W&B) receive every record too."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, sinks=()):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.sinks = list(sinks)
 
     def __call__(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+        for sink in self.sinks:
+            sink(record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
 
     def records(self) -> list[dict]:
         if not self.path.exists():

@@ -30,6 +30,7 @@ from searchlearn.policy.heads import ValueModel
 from searchlearn.policy.model import CONFIG_NAME, LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import encode_prompts, pad_batch
 from searchlearn.registry import Registry
+from searchlearn.reward.labels import q_margin_pairs
 
 WEIGHTS = "reward_model.safetensors"
 META = "reward_config.json"
@@ -162,20 +163,31 @@ def _pairwise(model: RewardModel, batch: Sequence[tuple[Example, Example]], pad_
     return bradley_terry_loss(r_pos, r_neg)
 
 
+def _labelled(kind: str) -> Callable:
+    def data(tokenizer, labels, label: str, margin: float, max_length: int | None) -> list[Example]:
+        return make_examples(tokenizer, labels, kind, label, max_length=max_length)
+    return data
+
+
+def _sibling_pairs(tokenizer, labels, label: str, margin: float, max_length: int | None) -> list:
+    return make_pair_examples(tokenizer, q_margin_pairs(labels, margin, label))
+
+
 @dataclass(frozen=True)
 class HeadKind:
-    """What makes a kind of reward model: its loss on a batch, and how a raw head output becomes a score in [0, 1]."""
+    """What makes a kind of reward model: its training data from MC-labelled solutions, its loss on a batch, and how
+    a raw head output becomes a score in [0, 1]."""
 
+    data: Callable  # (tokenizer, StepLabels, label "soft" | "hard", Q margin, max_length) -> Examples or pairs
     loss: Callable  # (model, batch of Examples or (chosen, rejected) pairs, pad_id) -> (loss, stats)
     probability: Callable[[torch.Tensor], torch.Tensor]  # raw head outputs -> scores in [0, 1]
-    pairs: bool = False  # trained on (chosen, rejected) pairs, not labelled examples
 
 
 KINDS: Registry[HeadKind] = Registry("reward model kind", {
-    "orm": HeadKind(_pointwise(bce_loss), torch.sigmoid),
-    "prm": HeadKind(_pointwise(bce_loss), torch.sigmoid),
-    "value": HeadKind(_pointwise(mse_loss), lambda raw: raw.clamp(0.0, 1.0)),
-    "ppm": HeadKind(_pairwise, torch.sigmoid, pairs=True),  # σ of a Bradley–Terry reward is monotone in it
+    "orm": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid),  # outcome at the last step
+    "prm": HeadKind(_labelled("prm"), _pointwise(bce_loss), torch.sigmoid),  # MC label at every step end
+    "value": HeadKind(_labelled("value"), _pointwise(mse_loss), lambda raw: raw.clamp(0.0, 1.0)),  # V regression
+    "ppm": HeadKind(_sibling_pairs, _pairwise, torch.sigmoid),  # Bradley–Terry on siblings; σ is monotone in r
 })
 
 

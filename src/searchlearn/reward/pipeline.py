@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from searchlearn.reward.aggregate import aggregate, majority_vote
-from searchlearn.reward.labels import StepLabels, mc_labels, q_margin_pairs
-from searchlearn.reward.models import RewardModel, RewardTrainConfig, make_examples, make_pair_examples, train_reward
+from searchlearn.reward.labels import StepLabels, mc_labels
+from searchlearn.reward.models import KINDS, RewardModel, RewardTrainConfig, train_reward
 from searchlearn.reward.process import GoldScorer
 from searchlearn.reward.quality import auc, calibration, first_error
 from searchlearn.types import Problem, SamplingParams
@@ -57,11 +57,7 @@ def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: Reward
     MC labels; PPM pairs are sibling steps whose Q differs by at least `margin` (rStar-Math). Returns (model, stats)
     with stats["examples"] the number of training examples (pairs for PPM)."""
     model = RewardModel(policy.model, kind)
-    if kind == "ppm":
-        data = make_pair_examples(policy.tokenizer, q_margin_pairs(labels, margin, label))
-    else:
-        max_length = policy.model.config.max_position_embeddings
-        data = make_examples(policy.tokenizer, labels, kind, label, max_length=max_length)
+    data = KINDS[kind].data(policy.tokenizer, labels, label, margin, policy.model.config.max_position_embeddings)
     if not data:
         raise ValueError(f"no {kind} training examples from {len(labels)} labelled solutions (PPM: no sibling pair "
                          f"with a Q margin ≥ {margin}); sample more problems or lower the margin")

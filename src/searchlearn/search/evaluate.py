@@ -66,7 +66,9 @@ def evaluate(policy, task, problems: Sequence[Problem], n: int = 16, ks: Sequenc
         ledger.add(r.ledger)
     metrics["mean_tokens"] = sum(len(t.token_ids) for r in sampled for t in r.trajectories) / (n * len(problems))
     metrics["ledger/generated_tokens"] = ledger.generated_tokens
-    examples = [{"prompt": p.prompt, "completion": r.trajectories[0].completion, "reward": r.trajectories[0].reward}
+    marks = getattr(task, "step_marks", None)  # a task that can say which steps are good (Countdown)
+    examples = [{"prompt": p.prompt, "completion": r.trajectories[0].completion, "reward": r.trajectories[0].reward,
+                 **({"steps": marks(p, r.trajectories[0].completion)} if marks else {})}
                 for p, r in zip(problems[:8], greedy[:8])]
     return {"metrics": metrics, "examples": examples}
 

@@ -43,6 +43,7 @@ from searchlearn.tasks.countdown_traces import (  # the solver and the step form
     reachable,
     solutions,
     solve,
+    step_marks,
     trace,
     values,
 )
@@ -52,7 +53,7 @@ __all__ = [
     "MAX_DEPTH", "MAX_DIGITS", "MAX_EXPR_CHARS", "WORDS", "answer_line",
     "CountdownConfig", "CountdownTask", "OPS", "Move", "after", "answer_key", "apply_op", "gold_step_values",
     "gold_value", "judge", "make_prompt", "moves", "problems", "reachable", "solutions", "solve", "split_targets",
-    "steps", "trace", "values", "verify",
+    "step_marks", "steps", "trace", "values", "verify",
 ]
 
 _VERDICT = re.compile(r"(.* vs \d{1,6} ?)(yes|no)[ \n]*", re.ASCII)  # a final line: head, verdict
@@ -171,6 +172,10 @@ class CountdownTask:
                 return prefix[: cut - len(line)] + m[1], ("yes",), ("no",)
             cut -= len(line)
         return (prefix if prefix.endswith("\n") or not prefix else prefix + "\n"), (), ("back",)
+
+    def step_marks(self, problem: Problem, completion: str) -> list[tuple[str, str]]:
+        """(step, mark) for each step: good, dead end, arithmetic error or wrong answer (rules in countdown_traces)."""
+        return step_marks(problem, completion, self.config.max_intermediate)
 
     def revision_prompt(self, problem: Problem, previous: str, verdict: Verdict | None, context_steps: int = 12) -> str:
         """The prompt of a sequential revision (search/revision.py): `backtrack_prompt`."""

@@ -214,6 +214,7 @@ _LIST = rf"({_N}(?: {_N})*)"
 _OP_LINE = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})(?: \| {_LIST}| vs {_N} (yes|no))", re.ASCII)
 _BACK_LINE = re.compile(rf"back \| {_LIST}", re.ASCII)
 _CHECK_LINE = re.compile(r"check (.*) ok")
+_ARITHMETIC = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})", re.ASCII)  # the "a op b = c" head of a line
 
 
 def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 999) -> list[float]:
@@ -284,3 +285,23 @@ def gold_value(problem: Problem, prefix: str, max_intermediate: int = 999) -> fl
     if values_:
         return values_[-1]
     return float(reachable(problem.data["nums"], problem.data["target"], max_intermediate))
+
+
+def step_marks(problem: Problem, completion: str, max_intermediate: int = 999) -> list[tuple[str, str]]:
+    """Each step of `completion` with a mark a reader understands, from the gold values: "good" (the target is still
+    reachable, or a correct check/answer), "arithmetic error" (an operation line whose result is wrong), "wrong
+    answer" (a check/answer line that is not a solution), "dead end" (any other step worth 0)."""
+    text = completion[len(problem.prompt):] if completion.startswith(problem.prompt) else completion
+    out = []
+    for line, value in zip(steps(text), gold_step_values(problem, completion, max_intermediate)):
+        m = _ARITHMETIC.match(line.strip())
+        if value >= 1.0:
+            mark = "good"
+        elif m and apply_op(int(m[1]), m[2], int(m[3])) != int(m[4]):
+            mark = "arithmetic error"
+        elif line.lstrip().startswith(("check", "answer")):
+            mark = "wrong answer"
+        else:
+            mark = "dead end"
+        out.append((line, mark))
+    return out
