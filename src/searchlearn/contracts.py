@@ -16,7 +16,15 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from searchlearn.types import Completion, Ledger, Problem, SamplingParams, SearchResult, Step, Verdict
+from searchlearn.types import (
+    Completion,
+    Ledger,
+    Problem,
+    SamplingParams,
+    SearchResult,
+    Step,
+    Verdict,
+)
 
 if TYPE_CHECKING:  # annotations only: contracts import no implementation
     import torch

@@ -62,3 +62,18 @@ def test_q_margin_pairs_prefers_the_higher_q_sibling():
     assert (pairs[0].prefix, pairs[0].chosen, pairs[0].rejected) == (("x\n",), "good\n", "bad\n")
     assert pairs[0].margin == pytest.approx(0.7)
     assert len(q_margin_pairs([a, b, c], margin=0.1)) == 2
+
+
+def test_a_backed_out_step_gets_label_zero():
+    """A dead end (25-7=18) whose rollouts back up to the start and then solve the problem: the rollout's success
+    says nothing about the dead end, so with step_only its label is 0 (Math-Shepherd's plain rollout would say 1)."""
+    dead = "25-7=18 | 3 18\n"
+    recover = "back | 3 7 25\n7*3=21 | 25 21\n25+21=46 vs 46 yes\nanswer 25+(7*3)\n" + EOS
+    stay = "18+3=21 vs 46 no\nback | 3 18\n18*3=54 vs 46 no\n" + EOS  # explores below the step: no backing out
+    policy = ScriptedPolicy(lambda prompt, n: ([recover, recover, stay] if prompt == P.prompt + dead else [WRONG] * n))
+    [rec] = mc_labels(policy, TASK, [P], [dead + "answer 25-7+3\n"], m=3)
+    assert rec.soft[0] == 0.0 and rec.hard[0] == 0.0
+    [plain] = mc_labels(ScriptedPolicy(policy.script), TASK, [P], [dead + "answer 25-7+3\n"], m=3, step_only=False)
+    assert plain.soft[0] == pytest.approx(2 / 3) and plain.hard[0] == 1.0
+    assert TASK.backs_out(P, dead, recover) and not TASK.backs_out(P, dead, stay)
+    assert not TASK.backs_out(P, S1, "back | 25 21\n" + S2)  # restating the step's own state is not backing out

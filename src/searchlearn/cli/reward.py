@@ -1,4 +1,5 @@
-"""`searchlearn reward train | eval`: learned reward models on the default task (Countdown), and their quality against gold labels.
+"""`searchlearn reward train | eval`: learned reward models on the default task (Countdown), and their quality
+against gold labels.
 
 train: sample solutions to training problems from a policy, label every step with Monte-Carlo rollouts
 (`labels.mc_labels`; saved as OUT/mc_labels.json and reusable with --labels-from), then fit a head of --kind
@@ -29,7 +30,8 @@ from searchlearn.reward.aggregate import AGGREGATES
 from searchlearn.reward.discriminator import DiscriminatorConfig
 from searchlearn.reward.learned import LearnedScorer
 from searchlearn.reward.models import KINDS, RewardTrainConfig
-from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions, load_labels, save_labels
+from searchlearn.reward.pipeline import (evaluate_rewards, fit, label_agreement, label_solutions, load_labels,
+                                         save_labels)
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.selfeval import SelfEvalScorer
 from searchlearn.tasks.registry import DEFAULT_TASK
@@ -82,11 +84,16 @@ def run_training(args, cfg) -> dict:
                      f"{args.rollouts} rollouts per step")
         labels = label_solutions(policy, task, problems, args.samples, args.rollouts, args.max_new_tokens, cfg.seed)
     save_labels(out / LABELS_FILE, labels)
+    agreement = label_agreement(labels, task)
+    if agreement["soft_auc"] is not None:
+        print(f"MC labels vs gold: AUC {agreement['soft_auc']:.3f} (soft), {agreement['hard_auc']:.3f} (hard) over "
+              f"{agreement['steps']} steps")
     tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed)
     model, stats = fit(policy, labels, args.kind, args.labels, tcfg, args.margin,
                        log=lambda r: progress.say(json.dumps(r)))
     name = args.name or (args.kind if args.kind in ("orm",) else f"{args.kind}_{args.labels}")
     meta = {"name": name, "label": args.labels, "aggregate": args.aggregate, "policy": str(args.model),
+            "label_agreement": agreement,
             "examples": stats["examples"], "solutions": len(labels), "train": stats}
     model.save(out, policy.tokenizer, meta)
     print(f"reward model {name} ({stats['examples']} examples) at {out}: final loss {stats['loss']:.4f}")

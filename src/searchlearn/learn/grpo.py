@@ -31,7 +31,13 @@ from searchlearn.learn.advantages import (
     rloo_advantages,
 )
 from searchlearn.learn.data import minibatches, problem_indices
-from searchlearn.learn.losses import dapo_loss, dr_grpo_loss, grpo_loss, reinforce_pp_loss, rloo_loss
+from searchlearn.learn.losses import (
+    dapo_loss,
+    dr_grpo_loss,
+    grpo_loss,
+    reinforce_pp_loss,
+    rloo_loss,
+)
 from searchlearn.learn.rollout import (
     Rollout,
     RolloutConfig,

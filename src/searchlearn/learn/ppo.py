@@ -22,7 +22,14 @@ from searchlearn.contracts import OutcomeReward, TrainablePolicy
 from searchlearn.learn.advantages import gae, terminal_token_rewards, whiten
 from searchlearn.learn.data import minibatches, problem_indices
 from searchlearn.learn.losses import kl_k1, ppo_loss
-from searchlearn.learn.rollout import Batch, Rollout, RolloutConfig, frozen_logprobs, sample_rollout, token_logprobs
+from searchlearn.learn.rollout import (
+    Batch,
+    Rollout,
+    RolloutConfig,
+    frozen_logprobs,
+    sample_rollout,
+    token_logprobs,
+)
 from searchlearn.learn.trainer import Trainer
 from searchlearn.policy.heads import ValueModel
 from searchlearn.types import Problem

@@ -21,7 +21,12 @@ from searchlearn.reward.discriminator import (
     discriminator_examples,
     imitation_reward,
 )
-from searchlearn.reward.models import RewardModel, RewardTrainConfig, loss_of, train_reward
+from searchlearn.reward.models import (
+    RewardModel,
+    RewardTrainConfig,
+    loss_of,
+    train_reward,
+)
 from searchlearn.reward.quality import auc
 from searchlearn.reward.verifiers import text_of
 from searchlearn.types import SamplingParams

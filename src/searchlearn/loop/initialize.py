@@ -1,4 +1,5 @@
-"""Policy initialization on a task with solver traces (Countdown): a Llama-style model from scratch, SFT on solver-written reasoning traces.
+"""Policy initialization on a task with solver traces (Countdown): a Llama-style model from scratch, SFT on
+solver-written reasoning traces.
 
 The traces (tasks/countdown_traces.py) carry the roadmap's human-like reasoning behaviours: each step decomposes the
 problem (combine two numbers), a dead end is abandoned for an alternative ("back | ..."), a final line checks itself

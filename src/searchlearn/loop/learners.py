@@ -14,7 +14,13 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from searchlearn.contracts import OutcomeReward, ProcessReward
-from searchlearn.learn.dpo import node_value, solution_pairs, step_pairs, tokenize_pairs, train_dpo
+from searchlearn.learn.dpo import (
+    node_value,
+    solution_pairs,
+    step_pairs,
+    tokenize_pairs,
+    train_dpo,
+)
 from searchlearn.learn.expert_iteration import expert_examples
 from searchlearn.learn.grpo import recipe, train_grpo
 from searchlearn.learn.losses import dpo_loss, ipo_loss

@@ -12,6 +12,7 @@ Every stage is resumable (run.py): `--resume` continues a killed run where it st
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,7 +30,12 @@ from searchlearn.report.metrics import write_json
 from searchlearn.report.plots import reliability
 from searchlearn.reward.learned import LearnedScorer
 from searchlearn.reward.models import KINDS, RewardTrainConfig
-from searchlearn.reward.pipeline import evaluate_rewards, fit, label_solutions
+from searchlearn.reward.pipeline import (
+    evaluate_rewards,
+    fit,
+    label_agreement,
+    label_solutions,
+)
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.selfeval import SelfEvalScorer
@@ -166,7 +172,8 @@ def search_trees(cfg: DemoConfig, trained) -> dict:
             on_path = [i for i in range(1, len(tree.nodes)) if tree.text(i) and answer.startswith(tree.text(i))]
             end = max(on_path, key=lambda i: (len(tree.text(i)), tree.nodes[i].terminal), default=0)
             trees.append({"strategy": name, "scorer": cfg.sweep.scorer, "prompt": problem.prompt, "answer": answer,
-                          "correct": trained.task.verify(problem, answer).correct, "chosen": tree.path(end) if end else [],
+                          "correct": trained.task.verify(problem, answer).correct,
+                          "chosen": tree.path(end) if end else [],
                           "tree": asdict(tree)})
     return {"trees": trees}
 
@@ -178,7 +185,10 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     problems = task.problems("train", rc.problems, seed=cfg.seed + 17)
     progress.say(f"reward models: {rc.samples} solutions to {len(problems)} training problems, "
                  f"{rc.rollouts} rollouts per step; heads {', '.join(rc.models)}")
+    t0 = time.time()
     labels = label_solutions(policy, task, problems, rc.samples, rc.rollouts, cfg.eval.max_new_tokens, cfg.seed)
+    agreement = {**label_agreement(labels, task), "seconds": time.time() - t0}
+    agreement["labels_per_second"] = agreement["steps"] / max(agreement["seconds"], 1e-9)
     scorers = {"confidence": (ConfidenceScorer(policy, task), "mean"),
                "selfeval": (SelfEvalScorer(policy, task), "mean")}
     trained_stats = {}
@@ -199,4 +209,5 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     result = evaluate_rewards(policy, task, test, rc.eval_samples, scorers, cfg.eval.max_new_tokens, cfg.seed + 2)
     result["_data"]["train"] = trained_stats
     result["_data"]["labelled_solutions"] = len(labels)
+    result["_data"]["labels"] = agreement  # the MC labels' own AUC against gold, and their throughput
     return result

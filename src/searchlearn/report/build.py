@@ -98,7 +98,10 @@ def reward_section(result: dict, figure: Path) -> tuple[str, str]:
             f"{data['good_step_share']:.0%} of them good by the gold labels): maj@{n} {data[f'maj@{n}']:.3f}, "
             f"pass@{n} {data[f'pass@{n}']:.3f}. rerank@{n} picks the solution a scorer ranks first; gap closed = "
             f"(rerank − maj) / (pass − maj). Learned heads were trained on Monte-Carlo labels of "
-            f"{data.get('labelled_solutions', '?')} solutions to training problems.</p>")
+            f"{data.get('labelled_solutions', '?')} solutions to training problems"
+            + (f"; those labels agree with gold at AUC {labels['soft_auc']:.3f} (soft) and {labels['hard_auc']:.3f} "
+               f"(hard), {labels['labels_per_second']:,.0f} step labels/s"
+               if (labels := data.get("labels")) and labels.get("soft_auc") is not None else "") + ".</p>")
     caption = ("Reliability of each scorer's step scores against the gold labels: a calibrated scorer lies on the "
                "diagonal; ECE is the weighted gap.")
     table = html.table(rows, ["step_auc", "first_error_acc", f"rerank@{n}", "gap_closed", "outcome_auc", "ece"])

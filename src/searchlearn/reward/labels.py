@@ -73,12 +73,15 @@ def step_prefixes(steps: Sequence[str]) -> list[str]:
 
 def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[str], m: int = 8,
               temperature: float = 1.0, max_new_tokens: int = 128, seed: int | None = 0,
-              is_terminal: Callable[[Problem, str], bool] | None = None) -> list[StepLabels]:
+              is_terminal: Callable[[Problem, str], bool] | None = None, step_only: bool = True) -> list[StepLabels]:
     """Monte-Carlo labels for each step of each (problem, completion): M rollouts per non-terminal step prefix.
 
     `completions[j]` is a solution to `problems[j]` (without the prompt). Rollouts continue `prompt + prefix` to the
-    end of the solution; outcome = task.verify(problem, prefix + rollout). A prefix that `is_terminal` (default: its
-    last line is an answer) is labelled by verifying it alone. One batched `policy.generate` call for everything."""
+    end of the solution; outcome = task.verify(problem, prefix + rollout). With `step_only` and a task that can tell
+    (`task.backs_out`), a rollout that abandons the labelled step (backtracks above it) counts as a failure: it is
+    evidence about another branch, not about this step — otherwise a dead end that the policy later backs out of
+    inherits its parent's value. A prefix that `is_terminal` (default: its last line is an answer) is labelled by
+    verifying it alone. One batched `policy.generate` call for everything."""
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     if m < 1:
@@ -96,9 +99,11 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
     if jobs:
         params = SamplingParams(n=m, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
         rolls = policy.generate([records[j].problem.prompt + prefix for j, _, prefix in jobs], params)
+        backs_out = getattr(task, "backs_out", None) if step_only else None
         for k, (j, i, prefix) in enumerate(jobs):
             problem = records[j].problem
-            outcomes[j][i] = [task.verify(problem, prefix + c.text).score for c in rolls[k * m : (k + 1) * m]]
+            outcomes[j][i] = [0.0 if backs_out is not None and backs_out(problem, prefix, c.text)
+                              else task.verify(problem, prefix + c.text).score for c in rolls[k * m : (k + 1) * m]]
     for r, outs in zip(records, outcomes):
         r.hard, r.soft = mc_targets(outs)
     return records

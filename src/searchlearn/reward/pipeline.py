@@ -19,7 +19,12 @@ from pathlib import Path
 
 from searchlearn.reward.aggregate import aggregate, majority_vote
 from searchlearn.reward.labels import StepLabels, mc_labels
-from searchlearn.reward.models import KINDS, RewardModel, RewardTrainConfig, train_reward
+from searchlearn.reward.models import (
+    KINDS,
+    RewardModel,
+    RewardTrainConfig,
+    train_reward,
+)
 from searchlearn.reward.process import GoldScorer
 from searchlearn.reward.quality import auc, calibration, first_error
 from searchlearn.types import Problem, SamplingParams
@@ -38,6 +43,19 @@ def label_solutions(policy, task, problems: list[Problem], samples: int, rollout
     """`samples` solutions per problem, each step labelled by `rollouts` completions (hard and soft labels)."""
     problem_of, texts = sample_solutions(policy, problems, samples, max_new_tokens, seed)
     return mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+
+
+def label_agreement(labels: Sequence[StepLabels], task) -> dict:
+    """How well the Monte-Carlo labels themselves agree with the task's gold step labels: AUC of the soft and the hard
+    labels against gold over every labelled step (None where the task has no gold labels or one class is missing)."""
+    if not hasattr(task, "gold_step_values"):
+        return {"soft_auc": None, "hard_auc": None, "steps": sum(len(r.steps) for r in labels)}
+    gold = [g for r in labels for g in task.gold_step_values(r.problem, r.completion)]
+    soft = [v for r in labels for v in r.soft]
+    hard = [v for r in labels for v in r.hard]
+    if not (len(gold) == len(soft) == len(hard)):
+        raise ValueError(f"{len(gold)} gold labels for {len(soft)} MC labels: the step splits disagree")
+    return {"soft_auc": auc(soft, gold), "hard_auc": auc(hard, gold), "steps": len(gold)}
 
 
 def save_labels(path: Path, labels: list[StepLabels]) -> None:

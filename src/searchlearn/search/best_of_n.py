@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose
-from searchlearn.types import Ledger, Problem, SamplingParams, SearchResult, Step, Trajectory
+from searchlearn.types import (
+    Ledger,
+    Problem,
+    SamplingParams,
+    SearchResult,
+    Step,
+    Trajectory,
+)
 
 
 @dataclass

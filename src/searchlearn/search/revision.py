@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts, Budget
-from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose, completion_steps
+from searchlearn.search.steps import (
+    SELECT_RULES,
+    SearchConfig,
+    choose,
+    completion_steps,
+)
 from searchlearn.types import Problem, SearchResult, Trajectory, Verdict
 
 

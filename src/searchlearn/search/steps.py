@@ -14,9 +14,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from searchlearn.reward.aggregate import aggregate, majority_vote, max_reward, weighted_vote
+from searchlearn.reward.aggregate import (
+    aggregate,
+    majority_vote,
+    max_reward,
+    weighted_vote,
+)
 from searchlearn.search.budget import Accounts, generated_tokens
-from searchlearn.types import Completion, Problem, SamplingParams, SearchTree, Step, Trajectory
+from searchlearn.types import (
+    Completion,
+    Problem,
+    SamplingParams,
+    SearchTree,
+    Step,
+    Trajectory,
+)
 
 SELECT_RULES = ("weighted", "max", "majority")
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from searchlearn.reward.aggregate import AGGREGATES, aggregate, majority_vote, weighted_vote
+from searchlearn.reward.aggregate import (
+    AGGREGATES,
+    aggregate,
+    majority_vote,
+    weighted_vote,
+)
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.budget import Accounts, Budget, generated_tokens
 from searchlearn.search.registry import SEARCHERS

@@ -37,6 +37,7 @@ from searchlearn.tasks.countdown_traces import (  # the solver and the step form
     Move,
     after,
     apply_op,
+    backs_out,
     gold_step_values,
     gold_value,
     moves,
@@ -51,7 +52,7 @@ from searchlearn.types import Problem, Verdict
 
 __all__ = [
     "MAX_DEPTH", "MAX_DIGITS", "MAX_EXPR_CHARS", "WORDS", "answer_line",
-    "CountdownConfig", "CountdownTask", "OPS", "Move", "after", "answer_key", "apply_op", "gold_step_values",
+    "CountdownConfig", "CountdownTask", "OPS", "Move", "after", "answer_key", "apply_op", "backs_out", "gold_step_values",
     "gold_value", "judge", "make_prompt", "moves", "problems", "reachable", "solutions", "solve", "split_targets",
     "step_marks", "steps", "trace", "values", "verify",
 ]
@@ -176,6 +177,10 @@ class CountdownTask:
     def step_marks(self, problem: Problem, completion: str) -> list[tuple[str, str]]:
         """(step, mark) for each step: good, dead end, arithmetic error or wrong answer (rules in countdown_traces)."""
         return step_marks(problem, completion, self.config.max_intermediate)
+
+    def backs_out(self, problem: Problem, prefix: str, rollout: str) -> bool:
+        """Whether a rollout from `prefix` abandons its last step (`countdown_traces.backs_out`)."""
+        return backs_out(problem, prefix, rollout)
 
     def revision_prompt(self, problem: Problem, previous: str, verdict: Verdict | None, context_steps: int = 12) -> str:
         """The prompt of a sequential revision (search/revision.py): `backtrack_prompt`."""

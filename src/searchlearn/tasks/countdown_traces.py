@@ -305,3 +305,35 @@ def step_marks(problem: Problem, completion: str, max_intermediate: int = 999) -
             mark = "dead end"
         out.append((line, mark))
     return out
+
+
+def _written_state(line: str) -> tuple[int, ...] | None:
+    """The state (sorted numbers left) a line writes: "a op b=c | L" and "back | L" write L, a final line its result."""
+    line = line.strip()
+    if m := _OP_LINE.fullmatch(line):
+        return tuple(sorted(int(x) for x in m[5].split())) if m[5] is not None else (int(m[4]),)
+    if m := _BACK_LINE.fullmatch(line):
+        return tuple(sorted(int(x) for x in m[1].split()))
+    return None
+
+
+def backs_out(problem: Problem, prefix: str, rollout: str) -> bool:
+    """Whether `rollout`, continuing `prefix`, gives up the prefix's last step: it writes "back | L" to a state L the
+    prefix had reached before that step (the start included) and not the one the step led to. Such a rollout is
+    no evidence for the step, whatever it finds after backing out (the Monte-Carlo label of issue "reward models
+    that guide": it counts as a failure of the step)."""
+    lines = steps(prefix[len(problem.prompt):] if prefix.startswith(problem.prompt) else prefix)
+    if not lines:
+        return False
+    before = {tuple(sorted(problem.data["nums"]))}
+    for line in lines[:-1]:
+        state = _written_state(line)
+        if state is not None:
+            before.add(state)
+    after = _written_state(lines[-1])
+    for line in steps(rollout):
+        if (m := _BACK_LINE.fullmatch(line.strip())) is not None:
+            state = tuple(sorted(int(x) for x in m[1].split()))
+            if state in before and state != after:
+                return True
+    return False

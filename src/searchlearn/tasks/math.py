@@ -21,7 +21,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchlearn.tasks.math_answers import extract_answer, is_equivalent, normalize_answer
+from searchlearn.tasks.math_answers import (
+    extract_answer,
+    is_equivalent,
+    normalize_answer,
+)
 from searchlearn.types import Problem, Verdict
 
 __all__ = ["MathConfig", "MathDataError", "MathTask", "load_jsonl", "steps"]
