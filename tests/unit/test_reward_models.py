@@ -131,3 +131,14 @@ def test_first_error_accuracy():
     r = first_error(scores, gold)
     assert r["first_error_acc"] == pytest.approx(1 / 3)
     assert r["first_error_acc_erroneous"] == 0.5 and r["first_error_acc_correct"] == 0.0 and r["first_error_f1"] == 0
+
+
+def test_gap_closed_by_hand():
+    from searchlearn.reward.pipeline import gap_closed
+
+    result = {"_data": {"samples": 16, "pass@16": 0.6, "maj@16": 0.1}, "selfeval": {"rerank@16": 0.3},
+              "worse": {"rerank@16": 0.05}}
+    assert gap_closed(result, "selfeval") == pytest.approx(0.4)  # (0.3 − 0.1) / (0.6 − 0.1)
+    assert gap_closed(result, "worse") == pytest.approx(-0.1)
+    result["_data"]["pass@16"] = 0.1  # no gap between voting and the oracle
+    assert gap_closed(result, "selfeval") is None

@@ -193,7 +193,7 @@ def _mean(window: list[dict]) -> dict:
     for key in keys:
         values = [s[key] for s in window if key in s]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        out[key] = sum(values) / len(values) if numeric else values[-1]
+        out[key] = sum(values) / len(values) if numeric and len(values) > 1 else values[-1]
     return out
 
 

@@ -127,6 +127,7 @@ def evaluate_rewards(policy, task, problems: list[Problem], n: int, scorers: dic
         if on_scorer:
             on_scorer(name)
         result[name] = evaluate_scorer(scorer, task, problem_of, texts, gold, n, how, bins)
+        result[name]["gap_closed"] = gap_closed(result, name)
     return result
 
 
