@@ -48,7 +48,7 @@ def min_content_width(table: str, px_per_char: float = 7.5, cell_px: int = 21) -
     character of a 13-14 px font), plus padding and border."""
     widths: dict[int, int] = {}
     for row in re.findall(r"<tr>(.*?)</tr>", table, re.S):
-        for j, cell in enumerate(re.findall(r"<t[hd]>(.*?)</t[hd]>", row, re.S)):
+        for j, cell in enumerate(re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)):
             words = html.unescape(re.sub(r"<[^>]+>", "", cell)).split() or [""]
             widths[j] = max(widths.get(j, 0), max(len(w) for w in words))
     return sum(w * px_per_char + cell_px for w in widths.values())

@@ -4,6 +4,7 @@ report.html."""
 import json
 
 from searchlearn.policy.tiny import tiny_checkpoint
+from searchlearn.report.html import fmt, label
 
 ROWS = [
     {"question": "Natalia sold 48 clips in April and half as many in May. How many in all?", "answer": "#### 72"},
@@ -64,5 +65,7 @@ def test_eval_with_a_tree_search_on_math(tmp_path, cli1):
     assert [(r["strategy"], r["budget"]) for r in rows] == [("beam", 4)]
     report = (out / "report.html").read_text()
     assert f"<td>{metrics['search/accuracy']:.3f}</td>" in report and "<td>beam</td>" in report
-    assert "ledger/generated_tokens" in report and "data:image/png;base64" in report  # ledger, search_curves.png
+    assert f"<th>{label('ledger/generated_tokens')}</th>" in report  # the ledger, under its readable column name
+    assert f"<td>{fmt(metrics['ledger/generated_tokens'], 'ledger/generated_tokens')}</td>" in report
+    assert "data:image/png;base64" in report  # search_curves.png
     assert report.count("<pre>") == 4  # the chosen answers of four problems

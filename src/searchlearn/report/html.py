@@ -16,7 +16,7 @@ PAGE_PX = 1100
 
 STYLE = f"""body{{font-family:system-ui,sans-serif;max-width:{PAGE_PX}px;margin:2em auto;color:#222;line-height:1.45}}
 table{{border-collapse:collapse;margin:0.6em 0 1.2em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-th{{background:#f3f3f3;font-weight:600}}th:first-child,td:first-child{{text-align:left}}
+th{{background:#f3f3f3;font-weight:600}}th:first-child,td:first-child,td.text{{text-align:left}}
 figure{{margin:1em 0}}img{{max-width:100%}}figcaption{{font-size:13px;color:#555;max-width:760px}}
 pre{{background:#f6f6f6;padding:8px;font-size:12px;white-space:pre-wrap;margin:0}}.summary{{background:#f4f8ff;
 padding:0.6em 1.2em;border-left:4px solid #36c}}.ok{{color:#070}}.bad{{color:#a00}}.warn{{color:#a60}}
@@ -64,6 +64,12 @@ def fmt(value, column: str = "") -> str:
     return html.escape(str(value))
 
 
+def _cell(value, column: str) -> str:
+    """A <td>: numbers right-aligned (the default), text left-aligned."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return f"<td>{fmt(value, column)}</td>" if numeric or value is None else f'<td class="text">{fmt(value, column)}</td>'
+
+
 def image(path: str | Path, caption: str = "") -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
     img = f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
@@ -76,8 +82,8 @@ def table(rows: dict[str, dict], columns: list[str], max_columns: int = MAX_COLU
     for start in range(0, max(1, len(columns)), max_columns):
         part = columns[start : start + max_columns]
         head = "".join(f"<th>{html.escape(label(c))}</th>" for c in ["", *part])
-        body = "".join(f"<tr><td>{html.escape(str(name))}</td>{''.join(f'<td>{fmt(row.get(c), c)}</td>' for c in part)}"
-                       "</tr>" for name, row in rows.items())
+        body = "".join(f"<tr><td>{html.escape(str(name))}</td>{''.join(_cell(row.get(c), c) for c in part)}</tr>"
+                       for name, row in rows.items())
         out.append(f"<table><tr>{head}</tr>{body}</table>")
     return "".join(out)
 

@@ -1,4 +1,4 @@
-"""A trained reward model behind the reward contracts (DESIGN.md), so any searcher or learner can use it.
+"""A trained reward model behind the reward contracts (docs/DESIGN.md), so any searcher or learner can use it.
 
 `LearnedScorer(problems, prefixes) -> list[list[float]]`: the model's score at the end of every step (process
 contract; a PRM/value/PPM reads each step, an ORM's per-step scores are its P(correct) of each prefix).

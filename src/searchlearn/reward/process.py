@@ -1,4 +1,4 @@
-"""Process rewards. The contract (DESIGN.md): `(problems, prefixes) -> list[list[float]]`, one score per step.
+"""Process rewards. The contract (docs/DESIGN.md): `(problems, prefixes) -> list[list[float]]`, one score per step.
 
 A prefix is a completion so far (without the prompt): either a string, which the scorer splits into steps with the
 task's delimiter, or a list of `Step`s as a search records them (text plus the policy's token count and summed

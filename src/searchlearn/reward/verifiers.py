@@ -1,4 +1,4 @@
-"""Rule rewards. The reward contract (DESIGN.md): outcome `(problems, completions) -> list[float | None]`.
+"""Rule rewards. The reward contract (docs/DESIGN.md): outcome `(problems, completions) -> list[float | None]`.
 
 A completion may be a string or a `Completion`; TRL-style callables (`f(prompts, completions, **kw)`) fit unchanged.
 The other way round, `TRLReward` hands an outcome reward to TRL's `GRPOTrainer` as one of its reward functions.

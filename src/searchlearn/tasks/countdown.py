@@ -106,7 +106,7 @@ def backtrack_prompt(problem: Problem, previous: str, verdict: Verdict | None, c
 
 
 class CountdownTask:
-    """The Task contract (DESIGN.md) for Countdown: problems, verifier, step format, traces, gold process labels."""
+    """The Task contract (docs/DESIGN.md) for Countdown: problems, verifier, step format, traces, gold process labels."""
 
     name = "countdown"
     words = WORDS  # the words the traces use: each one token for TaskTokenizer

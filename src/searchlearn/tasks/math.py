@@ -8,7 +8,7 @@ the answer field as from a completion (`math_answers.extract_answer`: last `\\bo
 a field with none of those markers is taken whole as the answer (MATH-500's bare `answer`). A line that is not a JSON
 object, lacks a field or has no answer is an error naming the file and the line.
 
-The Task contract (DESIGN.md): `problems(split, n, seed)`, `verify` (extract, then `math_answers.is_equivalent`),
+The Task contract (docs/DESIGN.md): `problems(split, n, seed)`, `verify` (extract, then `math_answers.is_equivalent`),
 `steps` (split after blank lines, the usual step delimiter of math solutions), `answer_key` (the normalized answer,
 for majority voting), and `traces` (the reference solution as a completion, for SFT).
 """
@@ -132,7 +132,7 @@ def reference_trace(problem: Problem) -> str:
 
 
 class MathTask:
-    """The Task contract (DESIGN.md) for math word problems from JSONL files."""
+    """The Task contract (docs/DESIGN.md) for math word problems from JSONL files."""
 
     name = "math"
     words: tuple[str, ...] = ()  # no task vocabulary: math needs a real (HF) tokenizer
