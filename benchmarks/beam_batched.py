@@ -24,29 +24,19 @@ import time
 import torch
 
 from searchlearn.policy.hf import load_policy
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.prefix_cache import PrefixCache
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.beam import BeamConfig, beam_search
 from searchlearn.search.budget import Budget
+from searchlearn.search.scripted import stepping_policy
 from searchlearn.tasks.countdown import WORDS, CountdownTask
 
 
 def random_policy(seed: int = 0, hidden: int = 64, layers: int = 2) -> LocalPolicy:
-    tok = TaskTokenizer(WORDS, max_number=999)
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=hidden, intermediate_size=3 * hidden,
-                                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2))
-    head = torch.nn.Linear(hidden, tok.vocab_size, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tok.vocab["\n"]] = 5.0
-        head.bias[tok.eos_id] = 3.5
-    model.lm_head = head
-    return LocalPolicy(model, tok)
+    return stepping_policy(TaskTokenizer(WORDS, max_number=999), hidden, layers, 3 * hidden, newline_bias=5.0,
+                           eos_bias=3.5, seed=seed)
 
 
 def main() -> None:

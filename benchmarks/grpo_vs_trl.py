@@ -42,8 +42,8 @@ from pathlib import Path
 
 import torch
 
-from searchlearn.learn.grpo import GRPOConfig, recipe, train_grpo
 from searchlearn.learn.data import problem_indices
+from searchlearn.learn.grpo import GRPOConfig, recipe, train_grpo
 from searchlearn.learn.sft import SFTConfig, train_sft
 from searchlearn.learn.trainer import TrainConfig, learning_rate
 from searchlearn.policy.hf import export_hf, load_policy

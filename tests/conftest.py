@@ -17,6 +17,7 @@ import torch
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.search import scripted
 from searchlearn.tasks.countdown import WORDS
 
 
@@ -58,20 +59,8 @@ STEP_TOKENIZER = TaskTokenizer(WORDS, max_number=99)
 
 
 def stepping_policy() -> LocalPolicy:
-    """A random 2-layer model on Countdown's tokenizer whose lm_head favours "\\n" and eos, so steps are short and
-    paths end: what search tests need from a policy."""
-    torch.manual_seed(0)
-    tok = STEP_TOKENIZER
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
-    head = torch.nn.Linear(32, tok.vocab_size, bias=True)
-    with torch.no_grad():
-        head.weight.copy_(model.lm_head.weight)
-        head.bias.zero_()
-        head.bias[tok.vocab["\n"]] = 3.0
-        head.bias[tok.eos_id] = 1.5
-    model.lm_head = head
-    return LocalPolicy(model, tok)
+    """A random 2-layer model on Countdown's tokenizer that writes short steps (`search.scripted.stepping_policy`)."""
+    return scripted.stepping_policy(STEP_TOKENIZER)
 
 
 @pytest.fixture(scope="session")

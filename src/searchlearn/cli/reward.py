@@ -30,8 +30,14 @@ from searchlearn.reward.aggregate import AGGREGATES
 from searchlearn.reward.discriminator import DiscriminatorConfig
 from searchlearn.reward.learned import LearnedScorer
 from searchlearn.reward.models import KINDS, RewardTrainConfig
-from searchlearn.reward.pipeline import (evaluate_rewards, fit, label_agreement, label_solutions, load_labels,
-                                         save_labels)
+from searchlearn.reward.pipeline import (
+    evaluate_rewards,
+    fit,
+    label_agreement,
+    label_solutions,
+    load_labels,
+    save_labels,
+)
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.selfeval import SelfEvalScorer
 from searchlearn.tasks.registry import DEFAULT_TASK

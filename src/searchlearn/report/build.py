@@ -88,12 +88,9 @@ def sweep_section(rows: list[dict], figure: Path) -> tuple[str, str]:
 
 def reward_section(result: dict, figure: Path) -> tuple[str, str]:
     """Reward models against gold: one row per scorer, the voting-to-oracle gap each closes, calibration figure."""
-    from searchlearn.reward.pipeline import gap_closed
-
     data = result["_data"]
     n = data["samples"]
-    rows = {name: {**r, "gap_closed": gap_closed(result, name)} for name, r in result.items()
-            if isinstance(r, dict) and "step_auc" in r}
+    rows = {name: r for name, r in result.items() if isinstance(r, dict) and "step_auc" in r}  # with gap_closed
     note = (f"<p>{n} sampled solutions to each of {data['problems']} held-out problems ({data['steps']:,} steps, "
             f"{data['good_step_share']:.0%} of them good by the gold labels): maj@{n} {data[f'maj@{n}']:.3f}, "
             f"pass@{n} {data[f'pass@{n}']:.3f}. rerank@{n} picks the solution a scorer ranks first; gap closed = "

@@ -12,19 +12,17 @@ MARK_CLASS = {"good": "good", "dead end": "dead", "arithmetic error": "error", "
 def split_steps(text: str, delimiter: str = "\n") -> list[str]:
     """`text` cut after each delimiter (the last piece may lack it)."""
     parts = text.split(delimiter)
-    pieces = [p + delimiter for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
-    return pieces
+    return [p + delimiter for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 def trace_html(example: dict) -> str:
     """One greedy trace: the prompt, then each step in a row coloured by its mark (a tooltip names it), and the
     verifier's verdict."""
-    marked = example.get("steps")  # [(step, mark), ...] when the task can mark steps
-    steps, marks = zip(*marked) if marked else (split_steps(example["completion"]), [""] * 10_000)
+    marked = example.get("steps") or [(step, "") for step in split_steps(example["completion"])]  # [(step, mark)]
     rows = "".join(f'<div class="step {MARK_CLASS.get(m, "other")}" title="{html.escape(m or "unmarked")}">'
                    f'{html.escape(s.rstrip(chr(10)) or " ")}'
                    f'{f" <small>· {html.escape(m)}</small>" if m and m != "good" else ""}</div>'
-                   for s, m in zip(steps, marks))
+                   for s, m in marked)
     ok = example.get("reward") == 1.0
     verdict = '<span class="ok">correct</span>' if ok else '<span class="bad">wrong</span>'
     return f"<pre>{html.escape(example['prompt'].rstrip())}</pre>{rows}<p>{verdict}</p>"

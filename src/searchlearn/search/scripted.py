@@ -1,5 +1,5 @@
-"""A policy whose text is scripted: the Policy contract without a model, for exact expectations in tests and for
-trying a searcher by hand.
+"""Stand-in policies for testing and benchmarking searchers: `ScriptedPolicy`, whose text is scripted (the Policy
+contract without a model, for exact expectations), and `stepping_policy`, a random model that writes short steps.
 
 `script(prompt, n) -> n texts`. A text ending in `EOS` ("<eos>") ends the sequence there; otherwise the first stop
 string ends it, and `max_new_tokens` cuts it. Each character is one token (its code point) with logprob
@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
+from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.policy.policy import LocalPolicy
 from searchlearn.types import Completion, Ledger, SamplingParams
 
 EOS = "<eos>"
@@ -53,3 +57,21 @@ class ScriptedPolicy:
             text, finish = text[: params.max_new_tokens], "length"
         each = self.logprob(prompt, text) / len(text) if text else 0.0
         return Completion(index, [ord(c) for c in text], text, [each] * len(text), finish)
+
+
+def stepping_policy(tokenizer, hidden: int = 32, layers: int = 2, intermediate: int = 64, newline_bias: float = 3.0,
+                    eos_bias: float = 1.5, seed: int = 0) -> LocalPolicy:
+    """A seeded random Llama (4 query heads, 2 key/value heads) whose lm_head adds `newline_bias` to "\n" and
+    `eos_bias` to eos, so that its steps are short and its paths end: a real engine under a search, no training."""
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden,
+                                         intermediate_size=intermediate, num_hidden_layers=layers,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    head = torch.nn.Linear(hidden, tokenizer.vocab_size, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(model.lm_head.weight)
+        head.bias.zero_()
+        head.bias[tokenizer.vocab["\n"]] = newline_bias
+        head.bias[tokenizer.eos_id] = eos_bias
+    model.lm_head = head
+    return LocalPolicy(model, tokenizer)
