@@ -221,8 +221,9 @@ def test_seeded_sampling_is_reproducible_with_the_cache(model):
 
 
 def search_policy(prefix_cache_tokens: int) -> LocalPolicy:
-    """A random 2-layer model whose lm_head favours "\\n" and eos (as in test_search_ledger.py)."""
-    tok = TaskTokenizer(WORDS, max_number=99)
+    """A random 2-layer model whose lm_head favours "\\n" and eos (as in test_search_ledger.py). Its words are fixed
+    here, not the task's WORDS: these random weights grow multi-step trees only with this token order."""
+    tok = TaskTokenizer(("answer", "check", "back", "no", "yes", "ok", "vs"), max_number=99)
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))

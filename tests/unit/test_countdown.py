@@ -14,10 +14,13 @@ from searchlearn.tasks.countdown import (
     CountdownConfig,
     CountdownTask,
     answer_key,
+    apply_op,
     gold_step_values,
     gold_value,
     make_prompt,
+    makes,
     moves,
+    needs,
     reachable,
     solutions,
     solve,
@@ -198,22 +201,110 @@ def test_split_and_generation():
 
 
 @pytest.mark.parametrize("bad", [{"k": 6}, {"k": 1}, {"lo": 5, "hi": 2}, {"test_fraction": 1.0},
-                                 {"style": "greedy"}, {"max_intermediate": 50}, {"max_alternatives": -1}])
+                                 {"style": "greedy"}, {"max_intermediate": 50}, {"corrections": 1.5}])
 def test_config_checks(bad):
     with pytest.raises(ValueError):
         CountdownConfig(**bad)
 
 
 # -- traces --------------------------------------------------------------------------------------------------------
+SEARCH_3_7_25 = ("try 3: need 43 49 - - - 138 | 7 25 -> 32 18 175 - no\n"  # 46∓3, 46*3; 7,25 make 32 18 175
+                 "try 7: need 39 53 - - - 322 | 3 25 -> 28 22 75 - no\n"
+                 "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 yes\n"  # 46*25 > 999; 3*7 = 21 = 46-25
+                 "7*3=21 | 25 21\n25+21=46 vs 46 yes\n")
+
+
 def test_trace_hand_computed():
     p = problem([2, 3], 6)  # one solution: 3*2
     cfg = CountdownConfig(k=2, style="optimal", verify=True)
     assert trace(p, cfg, random.Random(0)) == "3*2=6 vs 6 yes\ncheck 3*2=6 ok\nanswer 3*2\n"
     cfg = CountdownConfig(k=2, style="search", backtrack=False, verify=False)
-    assert trace(p, cfg, random.Random(0)) == "3*2=6 vs 6 yes\nanswer 3*2\n"
+    # x = 2: needs 6-2, 6+2, no 2-6, 6/2 = 3, no 2/6, 6*2; the other number makes just itself: 3, in the need list
+    assert trace(p, cfg, random.Random(0)) == "try 2: need 4 8 - 3 - 12 | 3 -> 3 yes\n3*2=6 vs 6 yes\nanswer 3*2\n"
     p = problem([3, 7, 25], 46)  # one solution path: 7*3=21, then 25+21
     cfg = CountdownConfig(style="optimal")
     assert trace(p, cfg, random.Random(0)) == "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    cfg = CountdownConfig(style="search", corrections=0.0)
+    assert trace(p, cfg, random.Random(0)) == SEARCH_3_7_25 + "check 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    cfg = CountdownConfig(style="search", backtrack=False, verify=False)  # only the try that works
+    assert trace(p, cfg, random.Random(0)) == "".join(SEARCH_3_7_25.splitlines(True)[2:]) + "answer 25+(7*3)\n"
+    p = problem([20, 4, 2], 10)  # x = 20 > T: no 10-20, 30-20, 20-10 (slot x-T), no 0*20, 20/2, 200/20
+    text = trace(p, CountdownConfig(style="search", corrections=0.0, verify=False), random.Random(0))
+    assert text == ("try 20: need - 30 10 - 2 200 | 4 2 -> 6 2 yes\n"  # 4-2 = 2 is in the need list, as x/c
+                    "4-2=2 | 20 2\n20/2=10 vs 10 yes\nanswer 20/(4-2)\n")
+
+
+def next_line(p: Problem, lines: list[str]) -> str:
+    """The line a reader computes from the problem and the lines so far alone, for a search trace on three numbers:
+    the arithmetic of the visible numbers, never the solver's knowledge of what stays solvable."""
+    nums, T = p.data["nums"], p.data["target"]
+    last = lines[-1] if lines else ""
+    if last.startswith("try") and last.endswith(" yes\n"):  # the first move: the two others make c
+        x, m = int(last.split()[1][:-1]), len(last.split("-> ")[1].split()) - 2  # the make slot that said yes
+        rest = list(nums)
+        rest.remove(x)
+        a, b = max(rest), min(rest)
+        return f"{a}{'+-*/'[m]}{b}={apply_op(a, '+-*/'[m], b)} | {x} {apply_op(a, '+-*/'[m], b)}\n"
+    if " | " in last and not last.startswith(("back", "try")):  # the final move: c with x as the need slot says
+        try_line = next(line for line in lines[::-1] if line.startswith("try"))
+        x, need = int(try_line.split()[1][:-1]), try_line.split("need ")[1].split(" |")[0].split()
+        slot = need.index(try_line.split()[-2])  # the need slot of the value that said yes
+        c = int(last.split()[-1])  # what the first move made
+        op, c_first = [("+", 1), ("-", 1), ("-", 0), ("*", 1), ("/", 0), ("/", 1)][slot]  # c∘x, or x∘c
+        a, b = (c, x) if c_first else (x, c)
+        a, b = (max(a, b), min(a, b)) if op in "+*" else (a, b)
+        r = apply_op(a, op, b)
+        return f"{a}{op}{b}={r} vs {T} {'yes' if r == T else 'no'}\n"
+    if last.endswith(" no\n") and " vs " in last:
+        return "back | " + " ".join(map(str, nums)) + "\n"
+    i = sum(line.startswith("try") for line in lines)  # the numbers in turn
+    x, rest = nums[i], nums[:i] + nums[i + 1:]
+    need, written = needs(x, T), []
+    for c in makes(rest):  # each make value, checked against the need list as it is written
+        written.append("-" if c is None else str(c))
+        if c is not None and c in need:
+            break
+    verdict = "yes" if written[-1] != "-" and int(written[-1]) in need else "no"
+    needed = " ".join("-" if v is None else str(v) for v in need)
+    return f"try {x}: need {needed} | {' '.join(map(str, rest))} -> {' '.join(written)} {verdict}\n"
+
+
+def test_search_trace_decisions_follow_from_the_prefix():
+    """Every line of a search trace (before the check) is the one `next_line` computes from the text above it; the
+    only exception is a slip's try line, and only where its untrained slot is."""
+    task = CountdownTask(CountdownConfig(corrections=0.3))
+    rng, slips = random.Random(3), 0
+    for p in task.problems("train", 300, seed=4):
+        segments = task.trace_segments(p, rng)
+        lines = steps("".join(text for text, _ in segments))
+        body = [line for line in lines if not line.startswith(("check", "answer"))]
+        differ = [line for i, line in enumerate(body) if next_line(p, body[:i]) != line]
+        assert all(line.startswith("try") and line.endswith(" yes\n") for line in differ), (p.prompt, differ)
+        assert len(differ) == sum(not keep for _, keep in segments)
+        slips += len(differ)
+    assert 10 < slips < 150  # about corrections × failing tries
+
+
+def test_slips_are_untrained_and_caught():
+    task = CountdownTask(CountdownConfig(corrections=1.0))
+    rng, seen = random.Random(0), 0
+    for p in task.problems("train", 100, seed=1):
+        segments = task.trace_segments(p, rng)
+        text = "".join(t for t, _ in segments)
+        assert task.verify(p, text).correct
+        untrained = [t for t, keep in segments if not keep]
+        assert len(untrained) == text.count("back |")  # one slip per failing try, each followed by its back
+        if not untrained:
+            continue
+        seen += 1
+        gold = task.gold_step_values(p, text)
+        marks = [m for _, m in task.step_marks(p, text)]
+        lines = steps(text)
+        k = next(i for i, line in enumerate(lines) if line.startswith("try") and line.endswith(" yes\n"))
+        assert gold[k] == 0.0 and marks[k] == "arithmetic error"  # the slip: a wrong make slot
+        assert lines[k + 2].endswith(f" vs {p.data['target']} no\n") and gold[k + 2] == 0.0  # caught by the moves
+        assert lines[k + 3].startswith("back | ") and gold[k + 3] == 1.0  # and the search goes on from the start
+    assert seen > 30
 
 
 CONFIGS = [(style, backtrack, check) for style in ("optimal", "search") for backtrack in (False, True)
@@ -224,36 +315,36 @@ CONFIGS = [(style, backtrack, check) for style in ("optimal", "search") for back
 def test_traces_verify_and_label(style, backtrack, check):
     tokenizer = TaskTokenizer(words=CountdownTask.words, max_number=999)
     rng = random.Random(7)
-    for k in (3, 4):
-        task = CountdownTask(CountdownConfig(k=k, style=style, backtrack=backtrack, verify=check))
-        for p in task.problems("train", 100, seed=11):
+    for k in (2, 3, 4):
+        task = CountdownTask(CountdownConfig(k=k, style=style, backtrack=backtrack, verify=check, corrections=0.0))
+        for p in task.problems("train", 60, seed=11):
             text = task.trace(p, rng)
             assert text.endswith("\n") and steps(text)[-1].startswith("answer ")
             assert task.verify(p, text).reason == "correct", (p.prompt, text)
             lines = task.steps(text)
             assert "".join(lines) == text and all(line.endswith("\n") for line in lines)
-            assert any(line.startswith("back") for line in lines) <= (backtrack and style == "search")
+            assert any(line.startswith("back") for line in lines) <= (backtrack and style == "search" and k == 4)
             assert any(line.startswith("check") for line in lines) == check
             gold = task.gold_step_values(p, text)
             assert len(gold) == len(lines) and gold[-1] == 1.0
-            if style == "optimal" or not backtrack:
+            if style == "optimal" or not backtrack or k < 4:  # no slips: every step of these is right
                 assert gold == [1.0] * len(lines), text
             for line, g in zip(lines, gold):  # a line's label is whether its state can still reach the target
-                if "|" in line:  # an operation or a back: the numbers restated after "|"
+                if line.startswith("back") or (" | " in line and not line.startswith("try")):
                     state = [int(x) for x in line.split("|")[1].split()]
                     assert g == float(reachable(state, p.data["target"]))
-                else:  # "... no" is a failed final try; "yes", check and answer lines are right
+                elif " vs " in line:  # a final move: right exactly when it says yes
                     assert g == (0.0 if line.endswith(" no\n") else 1.0)
             ids = tokenizer.encode(p.prompt + text)
             assert tokenizer.unk_id not in ids and tokenizer.decode(ids) == p.prompt + text
 
 
-def test_search_traces_backtrack_sometimes_and_stay_short():
-    task = CountdownTask(CountdownConfig(style="search", backtrack=True))
+def test_search_traces_fail_often_and_stay_short():
+    task = CountdownTask(CountdownConfig(style="search"))
     rng = random.Random(0)
     texts = [task.trace(p, rng) for p in task.problems("train", 200, seed=5)]
-    assert sum("back |" in t for t in texts) > 50
-    assert sum(len(steps(t)) for t in texts) / len(texts) <= 12
+    assert sum(" no\ntry" in t for t in texts) > 60  # the first number tried is often not the last one
+    assert sum(len(steps(t)) for t in texts) / len(texts) <= 8
     assert task.traces(task.problems("train", 1)[0], n=3, seed=2) == task.traces(task.problems("train", 1)[0], n=3,
                                                                                  seed=2)
 
@@ -287,9 +378,27 @@ def test_gold_values_hand_computed():
     assert task.gold_value(P, right) == 1.0 and task.gold_step_values(P, wrong_first)[0] == 0.0
 
 
+def test_gold_values_of_try_lines():
+    """A try line keeps the state and is right (1.0) when its arithmetic and verdict are; otherwise 0.0, marked."""
+    no3 = "try 3: need 43 49 - - - 138 | 7 25 -> 32 18 175 - no\n"
+    yes25 = "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 yes\n"
+    assert gold_step_values(P, no3 + yes25 + "7*3=21 | 25 21\n25+21=46 vs 46 yes\n") == [1.0] * 4
+    wrong = {
+        "try 3: need 43 49 - - - 138 | 7 25 -> 32 18 176 - no\n": "arithmetic error",  # 25*7 is 175
+        "try 3: need 43 49 - - - 139 | 7 25 -> 32 18 175 - no\n": "arithmetic error",  # 46*3 is 138
+        "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 no\n": "dead end",  # 21 is in the need list: wrong verdict
+        "try 3: need 43 49 - - - 138 | 7 25 -> 32 18 no\n": "dead end",  # "no" before every slot is written
+        "try 25: need 21 71 - - - - | 3 8 -> 11 5 24 - no\n": "dead end",  # 8 is not a number of the state
+    }
+    for line, mark in wrong.items():
+        assert gold_step_values(P, line) == [0.0], line
+        assert [m for _, m in CountdownTask().step_marks(P, line)] == [mark], line
+    assert gold_step_values(P, "25-7=18 | 3 18\n" + "try 3: need 43 49 - - - 138 | 18 -> 18 no\n") == [0.0, 0.0]
+
+
 def test_steps_split():
     assert steps("") == []
     assert steps("a\nb\n") == ["a\n", "b\n"]
     assert steps("a\n\nb") == ["a\n", "\n", "b"]
     assert CountdownTask.step_delimiter == "\n"
-    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok", "vs")
+    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok", "vs", "try", "need")

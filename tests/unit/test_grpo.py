@@ -113,6 +113,27 @@ def test_minibatch_epochs_recompute_the_old_policy():
     assert stats["ratio"] != pytest.approx(1.0, abs=1e-7)  # later minibatches are off-policy
 
 
+def test_the_clip_fires_once_the_policy_moves_and_never_on_policy():
+    """One minibatch, one epoch: ρ ≡ 1 and nothing is clipped. Several minibatches and epochs at a learning rate that
+    moves the weights: later minibatches see ρ outside [1-ε, 1+ε] and the clip cuts their gradient."""
+    for cfg, clipped in ((small_cfg(lr=0.05), False), (small_cfg(lr=0.05, epochs=4, minibatch_size=4), True)):
+        policy = tiny_policy()
+        rollout, _ = collect(policy, PROBLEMS, 0, cfg, sevens)
+        fractions = []
+
+        def loss_fn(*args, **kw):
+            loss, stats = grpo_loss(*args, **kw)
+            fractions.append(stats["clip_frac"])
+            return loss, stats
+
+        update(Trainer(policy.model, cfg, "grpo"), rollout, grpo_advantages(rollout.rewards).flatten(), cfg, loss_fn,
+               step=0)
+        if clipped:
+            assert fractions[0] == 0.0 and max(fractions[-4:]) > 0.05, fractions  # the first minibatch is on-policy
+        else:
+            assert fractions == [0.0]
+
+
 def test_dynamic_sampling_drops_constant_groups_and_overlong_penalty_shapes_rewards():
     def reward(problems, completions):  # p0..p3 always score 1 (an uninformative group), the rest graded
         return [1.0 if int(p.id[1:]) < 4 else c.text.count("7") / 4 for p, c in zip(problems, completions)]

@@ -14,8 +14,11 @@ from searchlearn.loop.config import (
 from searchlearn.loop.learners import LEARNERS, expert_data, label_outcomes
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.scorers import SCORERS
+from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.beam import BeamConfig
 from searchlearn.search.registry import SEARCHERS
+from searchlearn.tasks.countdown import CountdownTask
+from searchlearn.tasks.math import MathTask
 from searchlearn.types import Ledger, Problem, SearchResult, Trajectory
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("loop_*.yaml"))
@@ -110,7 +113,7 @@ class _Verifier:
 def test_expert_iteration_keeps_distinct_correct_trajectories_per_problem():
     tok = TaskTokenizer(words=("yes", "no"), max_number=20)
     problems = [Problem("a", "1 2 -> 3\n"), Problem("b", "2 2 -> 4\n")]
-    texts = {"a": ["1+2=3 yes\n", "1+2=3 yes\n", "2+1=3 yes\n", "1*2=2 no\n"], "b": ["2*2=5 no\n"]}
+    texts = {"a": ["2+1=3 so yes\n", "1+2=3 yes\n", "1+2=3 yes\n", "1*2=2 no\n"], "b": ["2*2=5 no\n"]}
     results = [SearchResult(p.id, None, [Trajectory(p.id, p.prompt, t) for t in texts[p.id]], Ledger())
                for p in problems]
     label_outcomes(results, problems, _Verifier())
@@ -120,10 +123,34 @@ def test_expert_iteration_keeps_distinct_correct_trajectories_per_problem():
         tokenizer = tok
 
     phase = PhaseConfig(keep_per_problem=5)
-    examples, stats = expert_data(results, problems, Policy(), phase, seed=0)
+    examples, stats = expert_data(results, problems, None, Policy(), phase, seed=0)
     assert stats["learn/examples"] == 2  # the duplicate of "1+2=3 yes" is kept once; problem b has none
     prompt, completion = examples[0]
     assert prompt[0] == tok.bos_id and completion[-1] == tok.eos_id
-    assert tok.decode(completion[:-1]) == "1+2=3 yes\n"
-    examples, _ = expert_data(results, problems, Policy(), PhaseConfig(keep_per_problem=1), seed=0)
-    assert len(examples) == 1
+    assert tok.decode(completion[:-1]) == "1+2=3 yes\n"  # the shortest first
+    examples, _ = expert_data(results, problems, None, Policy(), PhaseConfig(keep_per_problem=1), seed=0)
+    assert [tok.decode(c[:-1]) for _, c in examples] == ["1+2=3 yes\n"]  # the shortest, not the first
+
+
+def test_expert_iteration_mixes_in_solver_traces_of_the_round_problems():
+    task = CountdownTask()
+    tok = TaskTokenizer(words=task.words, digits=True)
+    problems = task.problems("train", 6, seed=1)
+    results = [SearchResult(p.id, None, [Trajectory(p.id, p.prompt, task.traces(p, "optimal")[0])], Ledger())
+               for p in problems[:4]]
+    label_outcomes(results, problems, VerifierReward(task))
+
+    class Policy:
+        tokenizer = tok
+
+    examples, stats = expert_data(results, problems, task, Policy(), PhaseConfig(solver_traces=0.5), seed=3)
+    assert stats == {"learn/examples": 6, "learn/solver_traces": 2}  # 4 kept + 0.5 × 4 solver traces
+    for prompt, completion, trained in examples[4:]:
+        text = tok.decode(completion)
+        problem = next(p for p in problems if tok.decode(prompt) == p.prompt)
+        assert task.verify(problem, text).correct and text.startswith("try ")  # the task's own search traces
+        assert len(trained) == len(completion)
+    again, _ = expert_data(results, problems, task, Policy(), PhaseConfig(solver_traces=0.5), seed=3)
+    assert again == examples  # seeded by the round
+    with pytest.raises(ConfigError, match="writes no solver traces"):
+        expert_data(results, problems, MathTask(), Policy(), PhaseConfig(solver_traces=0.5), seed=3)

@@ -136,6 +136,8 @@ def test_countdown_probe():
     head = "7*3=21 | 25 21\n25+21=46 vs 46 "
     assert probe(PROBLEM, head + "yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n") == (head, ("yes",), ("no",))
     assert probe(PROBLEM, "answer 46\n") == ("answer 46\n", (), ("back",))  # no final line to take a verdict from
+    try_line = "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 yes\n"  # a try line: its verdict, after what it checks
+    assert probe(PROBLEM, try_line) == ("try 25: need 21 71 - - - - | 3 7 -> 10 4 21 ", ("yes",), ("no",))
     assert word_ids(TOK, ("yes",), ("no",)) == ([TOK.vocab["yes"]], [TOK.vocab["no"]])
 
 

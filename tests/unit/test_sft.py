@@ -6,8 +6,10 @@ from conftest import tiny_model
 
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
-from searchlearn.learn.sft import SFTConfig, collate, train_sft
+from searchlearn.learn.sft import SFTConfig, collate, trace_example, train_sft
 from searchlearn.learn.trainer import learning_rate
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.tasks.countdown import CountdownTask
 
 PAD = 0
 
@@ -62,6 +64,23 @@ def test_collate_masks_completion_only():
     assert inputs.tolist() == [[1, 7, 8], [1, 7, 9]]
     assert targets.tolist() == [[7, 8, 2], [7, 9, 2]]
     assert mask.tolist() == [[False, True, True], [False, False, True]]
+
+
+def test_collate_leaves_untrained_completion_tokens_out():
+    examples = [([1, 5], [6, 7, 8, 2], [True, False, True, True])]  # token 7 (a self-correction's slip) untrained
+    _, targets, mask = collate(examples, pad_id=0)
+    assert targets[0].tolist() == [5, 6, 7, 8, 2]
+    assert mask[0].tolist() == [False, True, False, True, True]
+
+
+def test_trace_example_encodes_segments_as_the_whole_text():
+    tok = TaskTokenizer(words=CountdownTask.words, digits=True)
+    segments = [("try 9: need 8 26 - - - 153 | 4 2 -> 6", True), (" 8", False), (" yes\n", True)]
+    prompt, completion, trained = trace_example(tok, "4 9 2 -> 17\n", segments)
+    assert prompt == [tok.bos_id] + tok.encode("4 9 2 -> 17\n")
+    assert completion == tok.encode("".join(t for t, _ in segments)) + [tok.eos_id]
+    untrained = [tok.decode([i]) for i, keep in zip(completion, trained) if not keep]
+    assert untrained == [" ", "8"] and len(trained) == len(completion)
 
 
 def test_sft_loss_falls_on_a_tiny_run():

@@ -42,7 +42,7 @@ def cmd_init(args) -> None:
     if not args.resume:
         shutil.rmtree(out / "policy", ignore_errors=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed)
+    examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed, cfg.init.model.max_position_embeddings)
     stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, out / "policy", tokenizer,
                       MetricsLog(out / "metrics.jsonl"), name="init")
     print(f"initialized policy at {out / 'policy'}: final loss {stats['loss']:.4f} after {stats['steps']} steps")

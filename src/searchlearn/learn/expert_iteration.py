@@ -13,12 +13,20 @@ from searchlearn.policy.policy import encode_prompts
 from searchlearn.types import SearchResult
 
 
+def keep_shortest(results: Sequence[SearchResult], keep_per_problem: int) -> list:
+    """Per problem, the `keep_per_problem` shortest distinct verifier-correct trajectories (`Trajectory.correct`, set
+    by the outcome reward), shortest first: the filter that keeps expert iteration from learning detours."""
+    kept = []
+    for r in results:
+        distinct = {t.completion: t for t in r.trajectories if t.correct}.values()
+        kept += sorted(distinct, key=lambda t: len(t.completion))[:keep_per_problem]
+    return kept
+
+
 def expert_examples(results: Sequence[SearchResult], tokenizer, keep_per_problem: int) -> list[list[list[int]]]:
-    """Up to `keep_per_problem` distinct verifier-correct trajectories per problem (`Trajectory.correct`, set by the
-    outcome reward), as [prompt ids, completion ids + EOS]. The prompt is the one the policy saw (a revision prompt for
-    revisions), so the policy learns to produce the solution from there."""
-    kept = [t for r in results
-            for t in list({t.completion: t for t in r.trajectories if t.correct}.values())[:keep_per_problem]]
+    """`keep_shortest`'s trajectories as [prompt ids, completion ids + EOS]. The prompt is the one the policy saw (a
+    revision prompt for revisions), so the policy learns to produce the solution from there."""
+    kept = keep_shortest(results, keep_per_problem)
     if not kept:
         return []
     prompts = encode_prompts(tokenizer, [t.prompt for t in kept])

@@ -16,8 +16,10 @@ import torch
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
 from searchlearn.learn.trainer import TrainConfig, Trainer
+from searchlearn.policy.policy import encode_prompts
 
 Example = tuple[list[int], list[int]]  # (prompt_ids, completion_ids); the completion ends with EOS
+# or (prompt_ids, completion_ids, trained): trained[i] False leaves completion token i out of the loss
 
 
 @dataclass
@@ -32,6 +34,7 @@ class SFTConfig(TrainConfig):
     checkpoint_every: int = 200  # steps between checkpoints (0 = only at the end)
     log_every: int = 10  # steps between logged records
     length_buckets: int = 8  # batches sorted by length together, so each pads less (1 = off)
+    compile: bool = False  # torch.compile the forward pass (1.4x train tokens/s on CPU: benchmarks/sft_speed.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -39,18 +42,31 @@ class SFTConfig(TrainConfig):
             raise ValueError("batch_size and length_buckets must be >= 1")
 
 
+def trace_example(tokenizer, prompt: str, segments: Sequence[tuple[str, bool]]) -> Example:
+    """(prompt ids, completion ids + EOS, trained) of a solver trace given as (text, trained) segments (a task's
+    `trace_segments`; pieces end at number and word boundaries, so encoding them apart gives the ids of the whole)."""
+    completion, trained = [], []
+    for text, keep in segments:
+        ids = tokenizer.encode(text)
+        completion += ids
+        trained += [keep] * len(ids)
+    return encode_prompts(tokenizer, [prompt])[0], completion + [tokenizer.eos_id], trained + [True]
+
+
 def collate(examples: Sequence[Example], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Right-padded (inputs, targets, loss_mask), each (B, T): targets are inputs shifted left by one."""
-    seqs = [p + c for p, c in examples]
+    seqs = [e[0] + e[1] for e in examples]
     width = max(len(s) for s in seqs) - 1
     inputs = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     targets = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.bool)
-    for i, ((prompt, _), seq) in enumerate(zip(examples, seqs)):
-        n = len(seq) - 1
+    for i, (example, seq) in enumerate(zip(examples, seqs)):
+        n, start = len(seq) - 1, len(example[0]) - 1
         inputs[i, :n] = torch.tensor(seq[:-1])
         targets[i, :n] = torch.tensor(seq[1:])
-        mask[i, len(prompt) - 1 : n] = True  # predict every completion token, EOS included
+        mask[i, start:n] = True  # predict every completion token, EOS included
+        if len(example) == 3:
+            mask[i, start:n] &= torch.tensor(example[2], dtype=torch.bool)
     return inputs, targets, mask
 
 
@@ -74,15 +90,21 @@ def train_sft(
         raise ValueError(f"{name}: no training examples")
     trainer = Trainer(model, cfg, name, ckpt_dir, tokenizer, log, stop_after)
     trainer.resume()
-    lengths = [len(p) + len(c) for p, c in examples]
+    lengths = [len(e[0]) + len(e[1]) for e in examples]
+    forward = torch.compile(model, dynamic=True) if cfg.compile else model  # shares model's parameters
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic or cfg.compile)  # compiled kernels, reproducible: resume exactly
 
     def step_fn(step: int) -> dict:
         batch = [examples[i] for i in batch_indices(len(examples), step, cfg, lengths)]
         inputs, targets, mask = collate(batch, pad_id)
-        loss, stats = sft_loss(model(inputs), targets, mask)  # logits (B, T, V)
+        loss, stats = sft_loss(forward(inputs), targets, mask)  # logits (B, T, V)
         grad_norm = trainer.update(loss)
         return {"learn/loss": stats["loss"], "learn/grad_norm": grad_norm, "learn/tokens": stats["tokens"]}
 
     model.train()
-    result = trainer.run(step_fn)
+    try:
+        result = trainer.run(step_fn)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
     return {"loss": result["last"].get("learn/loss"), "steps": result["steps"], "seconds": result["seconds"]}

@@ -68,7 +68,8 @@ class PhaseConfig:
     searcher: SearcherConfig = field(default_factory=SearcherConfig)  # training-time search (online learners: unused)
     reward: str = "verifier"  # the round's process scorer: verifier | gold | confidence | selfeval | learned:DIR
     problems: int = 256  # fresh training problems per round (searched; for online learners, the rollout pool)
-    keep_per_problem: int = 2  # expert iteration: distinct verifier-correct trajectories kept per problem
+    keep_per_problem: int = 2  # expert iteration: the shortest distinct verifier-correct trajectories kept per problem
+    solver_traces: float = 0.0  # expert iteration: fresh solver traces mixed in, per kept trajectory (tasks with traces)
     max_pairs_per_problem: int = 4  # DPO: correct × incorrect solution pairs per problem
     min_margin: float = 0.0  # step-DPO: least value gap between the chosen and the rejected sibling step
     max_pairs_per_node: int = 2  # step-DPO: sibling pairs per tree node
@@ -84,8 +85,8 @@ class PhaseConfig:
         SCORERS[self.reward.partition(":")[0]]
         if self.rounds < 0 or self.problems < 1 or self.keep_per_problem < 1 or self.max_pairs_per_problem < 1:
             raise ConfigError("rounds >= 0; problems, keep_per_problem, max_pairs_per_problem >= 1")
-        if self.max_pairs_per_node < 1 or self.min_margin < 0:
-            raise ConfigError("max_pairs_per_node >= 1 and min_margin >= 0")
+        if self.max_pairs_per_node < 1 or self.min_margin < 0 or self.solver_traces < 0:
+            raise ConfigError("max_pairs_per_node >= 1; min_margin, solver_traces >= 0")
         spec = LEARNERS[self.learner]
         if spec.needs_tree and not SEARCHERS[self.searcher.name].tree:
             trees = sorted(n for n, searcher in SEARCHERS.items() if searcher.tree)

@@ -17,7 +17,7 @@ import torch
 from searchlearn import progress
 from searchlearn.config import ConfigError
 from searchlearn.contracts import Task
-from searchlearn.learn.sft import SFTConfig, train_sft
+from searchlearn.learn.sft import SFTConfig, trace_example, train_sft
 from searchlearn.loop.stages import Run
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
@@ -38,7 +38,7 @@ class ModelSize:
 class InitConfig:
     model: ModelSize = field(default_factory=ModelSize)  # the model trained from scratch
     n_train: int = 12000  # training problems, one trace each (style: task.style)
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1200, batch_size=32, lr=3e-3))  # the SFT run
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1200, batch_size=32, lr=3e-3, compile=True))
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
@@ -60,14 +60,13 @@ def build_model(size: ModelSize, tokenizer: TaskTokenizer, seed: int) -> LlamaFo
     return LlamaForCausalLM(config)
 
 
-def init_examples(task: Task, tokenizer: TaskTokenizer, n_train: int, seed: int) -> list:
-    """Policy-initialization data: one solver-driven trace per training problem, as (prompt ids, completion ids)."""
+def init_examples(task: Task, tokenizer: TaskTokenizer, n_train: int, seed: int, max_len: int | None = None) -> list:
+    """Policy-initialization data: one solver-driven trace per training problem, as (prompt ids, completion ids,
+    trained); traces longer than `max_len` tokens in all are dropped (the length cap of countdown_traces)."""
     problems = task.problems("train", n_train, seed=seed)
     rng = random.Random(seed)
-    traces = [task.trace(p, rng) for p in problems]
-    prompts = tokenizer.encode_batch([p.prompt for p in problems])
-    completions = tokenizer.encode_batch(traces)
-    return [([tokenizer.bos_id] + p, c + [tokenizer.eos_id]) for p, c in zip(prompts, completions)]
+    examples = [trace_example(tokenizer, p.prompt, task.trace_segments(p, rng)) for p in problems]
+    return [e for e in examples if max_len is None or len(e[0]) + len(e[1]) <= max_len]
 
 
 def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
@@ -78,10 +77,13 @@ def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
         model = build_model(cfg.model, tokenizer, seed)
         progress.say(f"policy initialization: {cfg.n_train} '{task.config.style}' traces, "
                      f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.sft.steps} SFT steps")
-        examples = init_examples(task, tokenizer, cfg.n_train, seed)
+        examples = init_examples(task, tokenizer, cfg.n_train, seed, cfg.model.max_position_embeddings)
+        if len(examples) < cfg.n_train:
+            progress.say(f"policy initialization: {cfg.n_train - len(examples)} traces longer than "
+                         f"{cfg.model.max_position_embeddings} tokens left out")
         stats = train_sft(model, examples, cfg.sft, tokenizer.pad_id, run.ckpt("init"), tokenizer, run.log,
                           name="init")
-        return {"sft": stats, "mean_trace_tokens": sum(len(c) for _, c in examples) / len(examples)}
+        return {"sft": stats, "mean_trace_tokens": sum(len(e[1]) for e in examples) / len(examples)}
 
     run.stage("init", stage)
     return run.ckpt("init")

@@ -9,10 +9,12 @@ phase config (`section`: sft, dpo, grpo or ppo). A new learner is a file with it
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 
+from searchlearn.config import ConfigError
 from searchlearn.contracts import OutcomeReward, ProcessReward
 from searchlearn.learn.dpo import (
     node_value,
@@ -25,7 +27,7 @@ from searchlearn.learn.expert_iteration import expert_examples
 from searchlearn.learn.grpo import recipe, train_grpo
 from searchlearn.learn.losses import dpo_loss, ipo_loss
 from searchlearn.learn.ppo import train_ppo
-from searchlearn.learn.sft import train_sft
+from searchlearn.learn.sft import trace_example, train_sft
 from searchlearn.registry import Registry
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.verifiers import VerifierReward
@@ -59,19 +61,28 @@ def label_outcomes(results: Sequence[SearchResult], problems: Sequence[Problem],
 
 
 # -- search learners: data from the search, then a trainer ----------------------------------------------------------
-def expert_data(results: Sequence[SearchResult], problems, policy, phase, seed: int) -> tuple[list, dict]:
-    """Expert iteration's data: the verifier-correct trajectories (`learn/expert_iteration.py`)."""
+def expert_data(results: Sequence[SearchResult], problems, task, policy, phase, seed: int) -> tuple[list, dict]:
+    """Expert iteration's data: the shortest verifier-correct trajectories (`learn/expert_iteration.py`), plus
+    `phase.solver_traces` × as many fresh solver traces of the round's (training) problems, which keep the behaviours
+    of the initialization from narrowing away round after round."""
     examples = expert_examples(results, policy.tokenizer, phase.keep_per_problem)
-    return examples, {"learn/examples": len(examples)}
+    n_solver = round(phase.solver_traces * len(examples))
+    if n_solver and not hasattr(task, "trace_segments"):
+        raise ConfigError(f"solver_traces: the task {task.name!r} writes no solver traces; set solver_traces: 0")
+    if n_solver:
+        rng = random.Random(seed)
+        picks = [problems[i] for i in rng.sample(range(len(problems)), min(n_solver, len(problems)))]
+        examples += [list(trace_example(policy.tokenizer, p.prompt, task.trace_segments(p, rng))) for p in picks]
+    return examples, {"learn/examples": len(examples), "learn/solver_traces": n_solver and len(picks)}
 
 
-def solution_pair_data(results: Sequence[SearchResult], problems, policy, phase, seed: int) -> tuple[list, dict]:
+def solution_pair_data(results: Sequence[SearchResult], problems, task, policy, phase, seed: int) -> tuple[list, dict]:
     """Whole-solution DPO pairs: correct × incorrect trajectories of one problem."""
     pairs = solution_pairs(results, phase.max_pairs_per_problem, seed)
     return [list(x) for x in tokenize_pairs(pairs, policy.tokenizer)], {"learn/pairs": len(pairs)}
 
 
-def step_pair_data(results: Sequence[SearchResult], problems, policy, phase, seed: int) -> tuple[list, dict]:
+def step_pair_data(results: Sequence[SearchResult], problems, task, policy, phase, seed: int) -> tuple[list, dict]:
     """Step-DPO pairs: sibling steps of each search tree, ranked by their value (MCTS Q or the beam's score)."""
     prompts = {p.id: p.prompt for p in problems}
     pairs = [pair for r in results if r.tree is not None
@@ -107,7 +118,7 @@ class LearnerSpec:
     kind: str  # "search": learns from the training-time search's results; "online": samples its own rollouts
     section: str  # the phase config section holding its settings: sft | dpo | grpo | ppo
     train: Callable  # (policy, data | problems, cfg, rewards, ckpt_dir, log, name) -> stats
-    prepare: Callable | None = None  # search learners: (results, problems, policy, phase, seed) -> (data, stats)
+    prepare: Callable | None = None  # search learners: (results, problems, task, policy, phase, seed) -> (data, stats)
     needs_tree: bool = False  # prepare reads search trees
 
     def config(self, phase, seed: int):

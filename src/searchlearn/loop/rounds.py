@@ -219,7 +219,7 @@ def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: i
     results = SEARCHERS[searcher.name].search(problems, policy, task, rewards.process,
                                               Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
     label_outcomes(results, problems, rewards.outcome)
-    data, extra = LEARNERS[phase.learner].prepare(results, problems, policy, phase, seed)
+    data, extra = LEARNERS[phase.learner].prepare(results, problems, task, policy, phase, seed)
     trajectories = [t for res in results for t in res.trajectories]
     spent = {field: sum(getattr(res.ledger, field) for res in results)
              for field in ("generated_tokens", "prefilled_tokens", "reward_tokens")}

@@ -1,11 +1,14 @@
 """Countdown: combine the k input numbers, each exactly once, with + - * / to hit a target.
 
     prompt      "3 7 25 -> 46\n"
-    completion  "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
+    completion  "try 3: need 43 49 - - - 138 | 7 25 -> 32 18 175 - no\n"
+                "try 7: need 39 53 - - - 322 | 3 25 -> 28 22 75 - no\n"
+                "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 yes\n"
+                "7*3=21 | 25 21\n25+21=46 vs 46 yes\ncheck 25+(7*3)=46 ok\nanswer 25+(7*3)\n"
 
 Here: the generator with held-out targets and the Task. The settings and the verifier are in `countdown_rules`, the
-exact solver and the step format it drives (trace writers, gold process labels) in `countdown_traces`; both are
-re-exported from here.
+exact solver in `countdown_solver`, the trace writers in `countdown_traces` and the gold process labels in
+`countdown_labels`; all are re-exported from here.
 
 The verifier's rules: the last line that starts with "answer" holds an expression (numbers, + - * /, brackets,
 spaces, optionally "= <number>") that uses each input exactly once; its value, computed exactly with Fractions, must
@@ -32,32 +35,32 @@ from searchlearn.tasks.countdown_rules import (  # the settings and the verifier
     steps,
     verify,
 )
-from searchlearn.tasks.countdown_traces import (  # the solver and the step format, re-exported
+from searchlearn.tasks.countdown_labels import backs_out, gold_step_values, gold_value, step_marks
+from searchlearn.tasks.countdown_solver import (  # the solver, re-exported
     OPS,
     Move,
     after,
     apply_op,
-    backs_out,
-    gold_step_values,
-    gold_value,
+    hit,
+    makes,
     moves,
+    needs,
     reachable,
     solutions,
     solve,
-    step_marks,
-    trace,
     values,
 )
+from searchlearn.tasks.countdown_traces import Segment, trace, trace_segments
 from searchlearn.types import Problem, Verdict
 
 __all__ = [
     "MAX_DEPTH", "MAX_DIGITS", "MAX_EXPR_CHARS", "WORDS", "answer_line",
     "CountdownConfig", "CountdownTask", "OPS", "Move", "after", "answer_key", "apply_op", "backs_out", "gold_step_values",
-    "gold_value", "judge", "make_prompt", "moves", "problems", "reachable", "solutions", "solve", "split_targets",
-    "step_marks", "steps", "trace", "values", "verify",
+    "gold_value", "hit", "judge", "make_prompt", "makes", "moves", "needs", "problems", "reachable", "solutions", "solve", "split_targets",
+    "step_marks", "steps", "trace", "trace_segments", "values", "verify",
 ]
 
-_VERDICT = re.compile(r"(.* vs \d{1,6} ?)(yes|no)[ \n]*", re.ASCII)  # a final line: head, verdict
+_VERDICT = re.compile(r"(.* vs \d{1,6} ?|try .* -> .*? )(yes|no)[ \n]*", re.ASCII)  # final/try: head, verdict
 
 
 # -- problems ------------------------------------------------------------------------------------------------------
@@ -139,6 +142,10 @@ class CountdownTask:
     def trace(self, problem: Problem, rng: random.Random) -> str:
         """One completion in the configured style (without the prompt), ending in the answer line."""
         return trace(problem, self.config, rng)
+
+    def trace_segments(self, problem: Problem, rng: random.Random) -> list[Segment]:
+        """`trace` as (text, trained) segments: a self-correction's slip is untrained (countdown_traces)."""
+        return trace_segments(problem, self.config, rng)
 
     def traces(self, problem: Problem, style: str | None = None, n: int = 1, seed: int = 0) -> list[str]:
         """`n` seeded traces, in `style` when given (else the configured one)."""

@@ -1,6 +1,6 @@
 """Countdown's rules: the task's settings and its verifier (a whitelist tokenizer and a parser, never `eval`).
 
-The trace writers (`countdown_traces`) and the Task (`countdown`) both build on these; nothing here imports them.
+The solver, the trace writers, the gold labels and the Task all build on these; nothing here imports them.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from searchlearn.types import Problem, Verdict
 
-WORDS = ("answer", "check", "back", "no", "yes", "ok", "vs")
+WORDS = ("answer", "check", "back", "no", "yes", "ok", "vs", "try", "need")
 MAX_EXPR_CHARS = 200  # the verifier rejects longer answer expressions
 MAX_DEPTH = 32  # ... deeper bracket nesting
 MAX_DIGITS = 6  # ... and longer number literals
@@ -26,11 +26,10 @@ class CountdownConfig:
     test_fraction: float = 0.2  # share of the target values held out for the test split
     split_seed: int = 0  # seeds which target values are held out
     max_intermediate: int = 999  # largest number the solver and traces may write (a single token each)
-    style: str = "search"  # trace style: "optimal" (the solution path) or "search" (depth-first with reasoning)
-    backtrack: bool = True  # "search" traces explore wrong branches and write "back | ..." (ignored by "optimal")
+    style: str = "search"  # trace style: "optimal" (the solution path) or "search" (a complete depth-first search)
+    backtrack: bool = True  # "search" traces write the tries that fail and "back | ..." (False: the oracle's path)
     verify: bool = True  # traces write a "check <expr>=<target> ok" line before the answer
-    max_alternatives: int = 2  # most wrong branches a search trace tries at one node
-    max_dead_end_tries: int = 2  # most tries a search trace makes inside a wrong branch before backing up
+    corrections: float = 0.2  # chance that a failing try is written with a slip its moves then catch (self-correction)
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 5:
@@ -46,8 +45,8 @@ class CountdownConfig:
                              f"got {self.max_intermediate}")
         if self.style not in ("optimal", "search"):
             raise ValueError(f"style must be 'optimal' or 'search', got {self.style!r}")
-        if self.max_alternatives < 0 or self.max_dead_end_tries < 0:
-            raise ValueError("max_alternatives and max_dead_end_tries must be >= 0")
+        if not 0.0 <= self.corrections <= 1.0:
+            raise ValueError(f"corrections must be in [0, 1], got {self.corrections}")
 
 
 # -- verifier: a whitelist tokenizer and a recursive-descent parser, never eval ----------------------------------
