@@ -38,7 +38,7 @@ class SearcherConfig:
     n: int = 8  # budget per problem in best-of-N units (search/budget.py): BoN samples, beam candidates per depth, ...
     max_tokens: int | None = None  # hard cap on generated tokens per problem (None = n × max_new_tokens)
     temperature: float = 1.0  # sampling temperature of the search
-    max_new_tokens: int = 192  # completion cap of a trajectory
+    max_new_tokens: int = 288  # completion cap of a trajectory
     options: dict = field(default_factory=dict)  # the searcher's own settings: keys of BeamConfig / MCTSConfig / ...
 
     def __post_init__(self) -> None:

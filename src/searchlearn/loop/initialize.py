@@ -38,7 +38,7 @@ class ModelSize:
 class InitConfig:
     model: ModelSize = field(default_factory=ModelSize)  # the model trained from scratch
     n_train: int = 12000  # training problems, one trace each (style: task.style)
-    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1200, batch_size=32, lr=3e-3, compile=True))
+    sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1400, batch_size=32, lr=3e-3, compile=True))
 
     def __post_init__(self) -> None:
         if self.n_train < 1:

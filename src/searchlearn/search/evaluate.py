@@ -22,7 +22,7 @@ class EvalConfig:
     samples: int = 16  # N samples per held-out problem
     ks: tuple[int, ...] = (1, 4, 16)  # k of maj@k and pass@k
     temperature: float = 1.0  # sampling temperature for maj@k / pass@k
-    max_new_tokens: int = 192  # completion cap
+    max_new_tokens: int = 288  # completion cap (a Countdown search trace: ~130 tokens, at most ~290)
 
     def __post_init__(self) -> None:
         if self.problems < 1:

@@ -37,7 +37,7 @@ SELECT_RULES = ("weighted", "max", "majority")
 class SearchConfig:
     temperature: float = 1.0  # sampling temperature of next steps
     top_p: float = 1.0  # nucleus of next steps
-    step_tokens: int = 32  # most tokens in one step (a step engine call's max_new_tokens; ≤ max_new_tokens)
+    step_tokens: int = 64  # most tokens in one step (a step engine call's max_new_tokens; ≤ max_new_tokens)
     max_new_tokens: int = 128  # completion cap: a path with this many generated tokens ends
     max_steps: int = 40  # a path with this many steps ends
     delimiter: str = "\n"  # the step delimiter
