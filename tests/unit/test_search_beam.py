@@ -87,7 +87,7 @@ def test_lookahead_scores_a_candidate_by_its_greedy_continuation():
     # without lookahead 0a (.9) wins at depth 1; one greedy step past each (0aa .2 vs 0ca .8) makes 0c win
     problem = Problem("p", "q\n", {"nums": [1, 2], "target": 3})
     policy, scorer = ScriptedPolicy(tree_script()), TableScorer(SCORES)
-    cfg = BeamConfig(width=3, lookahead=1, max_steps=2)  # paths of two steps end: no lookahead past them
+    cfg = BeamConfig(width=3, lookahead=1, max_steps=2, step_tokens=32)  # two-step paths end: no lookahead past them
     [r] = beam_search([problem], policy, TASK, scorer, Budget(3), cfg)
     assert policy.calls == 3  # depth 1: expansion + one lookahead step batched over its 3 candidates; depth 2
     assert policy.prompts[1] == ["q\n0a\n", "q\n0b\n", "q\n0c\n"] and policy.params[1].temperature == 0.0
