@@ -85,3 +85,13 @@ def make_tiny_model():
 def make_stepping_policy():
     """stepping_policy() -> a fresh LocalPolicy writing short steps (see the function)."""
     return stepping_policy
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the tests that use Ray in-process; shut down at the end of the session."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

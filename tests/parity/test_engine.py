@@ -153,3 +153,19 @@ def test_ledger_counters_are_exact(model):
         c.token_ids for c in engine.generate(PROMPTS[:3], greedy)
     ]
     assert chunked.last_prefill_tokens == lengths[0] + 2 * lengths[1] + 2 * lengths[2]
+
+
+def test_a_prompts_samples_do_not_depend_on_its_batch(model):
+    """Each row draws from its own stream (streams.py): alone, beside other prompts, in chunks of max_batch or on
+    another worker, a prompt gets the same samples; identical prompts in one call get different ones."""
+    params = SamplingParams(n=3, temperature=1.0, max_new_tokens=10, seed=7)
+    together = Engine(model, TOK).generate(PROMPTS, params)
+    alone = Engine(model, TOK).generate(PROMPTS[2:3], params)
+    chunked = Engine(model, TOK, max_batch=2).generate(PROMPTS[::-1], params)
+    texts = [c.token_ids for c in together]
+    assert [c.token_ids for c in alone] == texts[6:9]
+    assert [c.token_ids for c in chunked] == sum((texts[3 * i : 3 * i + 3] for i in (3, 2, 1, 0)), [])
+    twice = Engine(model, TOK).generate([PROMPTS[0], PROMPTS[0]], SamplingParams(n=1, max_new_tokens=10, seed=7))
+    assert twice[0].token_ids == texts[0] and twice[1].token_ids != twice[0].token_ids
+    other = Engine(model, TOK).generate(PROMPTS, SamplingParams(n=3, max_new_tokens=10, seed=8))
+    assert [c.token_ids for c in other] != texts

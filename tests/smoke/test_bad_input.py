@@ -52,3 +52,11 @@ def test_empty_or_corrupt_gguf(tmp_path, capsys, content, message):
     file.write_bytes(content)
     err = fails(capsys, "eval", "--model", str(file), "--out", str(tmp_path / "eval"))
     assert "model.gguf: not a readable GGUF file" in err and message in err
+
+
+def test_bad_worker_counts_and_cluster_addresses(tmp_path, capsys):
+    model = str(checkpoint(tmp_path / "model"))
+    assert "workers must be >= 1, got 0" in fails(capsys, "eval", "--model", model, "--workers", "0")
+    err = fails(capsys, "eval", "--model", model, "--workers", "2", "--ray-address", "127.0.0.1:1", "--out",
+                str(tmp_path / "eval"))
+    assert "--ray-address 127.0.0.1:1: no Ray cluster answers there" in err

@@ -15,10 +15,24 @@ def add_common(p: argparse.ArgumentParser, out: str) -> None:
                    help="override a config key, e.g. --set init.sft.steps=500 --set task.k=4 --set phases.1.rounds=2")
     p.add_argument("--quick", action="store_true", help="the ≤60 s smoke profile")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
+    add_workers(p)
+
+
+def add_workers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="policy replicas on Ray for search, evaluation and rollouts "
+                   "(shorthand for --set workers=N; default 1: in-process, no Ray)")
+    p.add_argument("--ray-address", help="join this Ray cluster (host:port, as `ray start --head` prints) instead of "
+                   "starting a local one")
+
+
+def worker_overrides(args) -> list[str]:
+    """--workers / --ray-address as config overrides."""
+    return ([f"workers={args.workers}"] if args.workers is not None else []) + \
+        ([f"ray_address=\"{args.ray_address}\""] if args.ray_address else [])
 
 
 def config(args) -> DemoConfig:
     """The demo's config (or its quick profile), then the --config file, then --set and --seed."""
     base = quick(DemoConfig()) if args.quick else DemoConfig()
-    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else []) + worker_overrides(args)
     return load_loop_config(args.config, overrides, cls=DemoConfig, base=base)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from searchlearn.cli.common import config
 from searchlearn.config import ConfigError
+from searchlearn.distributed.runtime import workers
+from searchlearn.distributed.shard import WithPolicy
 from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
 from searchlearn.policy.prompts import format_problems
 from searchlearn.report.curves import write_curves
@@ -43,10 +45,11 @@ def cmd_eval(args) -> None:
         sys.exit(2)
     test = format_problems(test, policy.tokenizer, task.name, args.prompt)  # chat template; a TaskTokenizer: as is
     ev = cfg.eval
-    if args.search != "bon":
-        return _eval_search(args, cfg, policy, task, test, samples)
-    result = evaluate(policy, task, test, n=samples, ks=ks, temperature=ev.temperature,
-                      max_new_tokens=ev.max_new_tokens, seed=cfg.seed)
+    with workers(cfg.workers, cfg.ray_address):
+        if args.search != "bon":
+            return _eval_search(args, cfg, policy, task, test, samples)
+        result = evaluate(policy, task, test, n=samples, ks=ks, temperature=ev.temperature,
+                          max_new_tokens=ev.max_new_tokens, seed=cfg.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", result)
@@ -64,7 +67,8 @@ def _eval_search(args, cfg, policy, task, test, budget: int) -> None:
                                 step_tokens=args.step_tokens or ev.max_new_tokens, seed=cfg.seed)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    results = run_strategy(args.search, policy, task, test, make_scorer(args.scorer, task, policy), budget, sweep_cfg)
+    results = run_strategy(args.search, policy, task, test, WithPolicy(make_scorer, (args.scorer, task)), budget,
+                           sweep_cfg)
     row = {**result_row(args.search, budget, task, test, results), "scorer": args.scorer, "problems": len(test)}
     examples = [{"prompt": p.prompt, "completion": r.answer or "", "reward": task.verify(p, r.answer or "").score}
                 for p, r in zip(test[:8], results[:8])]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from searchlearn.cli import evaluate, reward, search
-from searchlearn.cli.common import add_common, config
+from searchlearn.cli.common import add_common, add_workers, config, worker_overrides
 from searchlearn.config import ConfigError
 from searchlearn.policy.weights import CheckpointError
 from searchlearn.reward.aggregate import AGGREGATES
@@ -29,6 +29,7 @@ def cmd_demo(args) -> None:
 
 def cmd_init(args) -> None:
     """Policy initialization only: traces → SFT → a checkpoint directory at OUT/policy."""
+    from searchlearn.distributed.runtime import workers
     from searchlearn.learn.sft import train_sft
     from searchlearn.loop.initialize import build_model, init_examples, task_tokenizer
     from searchlearn.report.metrics import MetricsLog
@@ -43,8 +44,9 @@ def cmd_init(args) -> None:
         shutil.rmtree(out / "policy", ignore_errors=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
     examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed, cfg.init.model.max_position_embeddings)
-    stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, out / "policy", tokenizer,
-                      MetricsLog(out / "metrics.jsonl"), name="init")
+    with workers(cfg.workers, cfg.ray_address):  # --workers N: data-parallel SFT on N ranks
+        stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, out / "policy", tokenizer,
+                          MetricsLog(out / "metrics.jsonl"), name="init")
     print(f"initialized policy at {out / 'policy'}: final loss {stats['loss']:.4f} after {stats['steps']} steps")
 
 
@@ -53,7 +55,7 @@ def cmd_loop(args) -> None:
     from searchlearn.loop.config import load_loop_config
     from searchlearn.loop.rounds import run_loop
 
-    cfg = load_loop_config(args.config_file, list(args.set))
+    cfg = load_loop_config(args.config_file, list(args.set) + worker_overrides(args))
     run_loop(cfg, args.out or str(Path("runs") / Path(args.config_file).stem), resume=args.resume)
 
 
@@ -106,6 +108,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set phases.0.rounds=3 --set eval.problems=100")
+    add_workers(p)
     p.set_defaults(fn=cmd_loop)
     reward.add_parser(sub)
     return top

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from searchlearn.cli.common import config
 from searchlearn.config import ConfigError
+from searchlearn.distributed.runtime import workers
 from searchlearn.policy.hf import load_policy
 from searchlearn.report.curves import write_curves
 from searchlearn.search.sweep import SweepConfig, sweep
@@ -29,6 +30,7 @@ def cmd_search(args) -> None:
         print(f"{row['strategy']:>13} n={row['budget']:<4} accuracy={row['accuracy']:.3f} "
               f"generated_tokens={row['generated_tokens']:.0f}", flush=True)
 
-    rows = sweep(policy, task, test, sweep_cfg, on_row=show)
+    with workers(cfg.workers, cfg.ray_address):
+        rows = sweep(policy, task, test, sweep_cfg, on_row=show)
     json_path, png_path = write_curves(rows, args.out, f"{len(test)} held-out problems, scorer: {args.scorer}")
     print(f"wrote {json_path} and {png_path}")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from searchlearn.contracts import OutcomeReward
+from searchlearn.distributed.shard import map_problems
 from searchlearn.learn.trainer import TrainConfig
 from searchlearn.policy.model import sequence_logprobs
 from searchlearn.types import Completion, Ledger, Problem, SamplingParams
@@ -170,10 +171,19 @@ def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
                    sum(r.unscored for r in parts), parts[0].pad_id)
 
 
-def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams) -> Rollout:
-    """params.n completions of each problem in one batched engine call, scored by the outcome reward."""
-    before = policy.ledger.copy()
+def sample_completions(problems: Sequence[Problem], policy, params: SamplingParams) -> list[list[Completion]]:
+    """params.n completions of each problem, one list per problem, from one batched engine call."""
     completions = policy.generate([p.prompt for p in problems], params)
+    return [completions[i * params.n : (i + 1) * params.n] for i in range(len(problems))]
+
+
+def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams) -> Rollout:
+    """params.n completions of each problem in one batched engine call (one per worker with a pool active,
+    distributed/shard.py), scored by the outcome reward."""
+    before = policy.ledger.copy()
+    completions = [c for group in map_problems(sample_completions, problems, policy, params) for c in group]
+    for row, c in enumerate(completions):
+        c.prompt_index = row // params.n  # a worker numbers its own shard's prompts
     spent = policy.ledger.since(before)
     scored = reward([problems[c.prompt_index] for c in completions], completions)
     scores = torch.tensor([0.0 if s is None else float(s) for s in scored]).view(len(problems), params.n)  # (N, G)

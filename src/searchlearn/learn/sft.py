@@ -13,6 +13,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from searchlearn import progress
+from searchlearn.distributed.ddp import all_sum, my_rows, rank_world
+from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.weights import from_arrays, to_arrays
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
 from searchlearn.learn.trainer import TrainConfig, Trainer
@@ -83,11 +87,19 @@ def train_sft(
 ) -> dict:
     """Train `model` in place for cfg.steps steps; resume from `ckpt_dir` when a checkpoint is there.
 
-    `stop_after` ends the call after that many steps (a controlled stand-in for a kill, used by tests).
+    `stop_after` ends the call after that many steps (a controlled stand-in for a kill, used by tests). With a worker
+    pool of N > 1 active (`--workers N`), the steps run data-parallel on N ranks (`train_sft_parallel`).
     Returns {"loss": last logged loss, "steps": steps done, "seconds": wall time of this call}.
     """
+    pool = active_pool()
+    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
+        return train_sft_parallel(len(pool.workers), model, examples, cfg, pad_id, ckpt_dir, tokenizer, log,
+                                  stop_after, name)
     if not examples:
         raise ValueError(f"{name}: no training examples")
+    if cfg.batch_size < rank_world()[1]:
+        raise ValueError(f"{name}: batch_size {cfg.batch_size} is smaller than the {rank_world()[1]} data-parallel "
+                         "ranks")
     trainer = Trainer(model, cfg, name, ckpt_dir, tokenizer, log, stop_after)
     trainer.resume()
     lengths = [len(e[0]) + len(e[1]) for e in examples]
@@ -97,10 +109,11 @@ def train_sft(
 
     def step_fn(step: int) -> dict:
         batch = [examples[i] for i in batch_indices(len(examples), step, cfg, lengths)]
-        inputs, targets, mask = collate(batch, pad_id)
-        loss, stats = sft_loss(forward(inputs), targets, mask)  # logits (B, T, V)
+        inputs, targets, mask = collate(batch[my_rows(len(batch))], pad_id)  # this rank's rows (all, alone)
+        tokens = all_sum(mask.sum().item())  # the global batch's completion tokens
+        loss, _ = sft_loss(forward(inputs), targets, mask, tokens)  # logits (B, T, V)
         grad_norm = trainer.update(loss)
-        return {"learn/loss": stats["loss"], "learn/grad_norm": grad_norm, "learn/tokens": stats["tokens"]}
+        return {"learn/loss": all_sum(loss.item()), "learn/grad_norm": grad_norm, "learn/tokens": int(tokens)}
 
     model.train()
     try:
@@ -108,3 +121,31 @@ def train_sft(
     finally:
         torch.use_deterministic_algorithms(deterministic)
     return {"loss": result["last"].get("learn/loss"), "steps": result["steps"], "seconds": result["seconds"]}
+
+
+def train_sft_parallel(world: int, model: torch.nn.Module, examples: Sequence[Example], cfg: SFTConfig, pad_id: int,
+                       ckpt_dir: str | Path | None = None, tokenizer=None,
+                       log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
+                       name: str = "sft") -> dict:
+    """`train_sft` on `world` data-parallel ranks placed by Ray (distributed/launch.py): each rank trains a copy of
+    `model` on its rows of every batch, gradients summed; rank 0 checkpoints to `ckpt_dir` (a path every rank can
+    read: resume) and sends back its weights, loaded into `model`, and its records, replayed into `log`."""
+    from searchlearn.distributed.launch import data_parallel  # Ray is imported only when it is used
+
+    progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
+    results = data_parallel(_sft_rank, world, model, list(examples), cfg, pad_id, ckpt_dir, tokenizer, stop_after,
+                            name)
+    stats, records, arrays = results[0]
+    with torch.no_grad():
+        model.load_state_dict(from_arrays(arrays))
+    model.eval()
+    for record in records:
+        log(record)
+    return stats
+
+
+def _sft_rank(model, examples, cfg, pad_id, ckpt_dir, tokenizer, stop_after, name):
+    """One rank of `train_sft_parallel`: (stats, its records, its weights as arrays from rank 0 only)."""
+    records: list[dict] = []
+    stats = train_sft(model, examples, cfg, pad_id, ckpt_dir, tokenizer, records.append, stop_after, name)
+    return stats, records, to_arrays(model) if rank_world()[0] == 0 else None

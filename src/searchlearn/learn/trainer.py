@@ -12,7 +12,8 @@ Everything else lives here, once:
   * exact resume: a killed run restarted on the same `ckpt_dir` ends with the weights an uninterrupted run would have,
     provided `step_fn` is a pure function of (config, step) and the restored state — which every learner's is.
 
-This is also the one place where data parallelism goes.
+This is also the one place where data parallelism goes: under a process group (distributed/launch.py) `update`
+sums the gradients of every rank's share of the batch (distributed/ddp.py), rank 0 alone logs and checkpoints.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from searchlearn import progress
+from searchlearn.distributed.ddp import rank_world, sum_gradients
 from searchlearn.learn import checkpoint
 
 REFERENCE_DIR = "reference"  # the frozen reference's weights, inside a checkpoint
@@ -100,6 +102,9 @@ class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, name: str, ckpt_dir: str | Path | None = None,
                  tokenizer=None, log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
                  aux: dict[str, nn.Module] | None = None, aux_lr: dict[str, float] | None = None):
+        self.rank = rank_world()[0]
+        if self.rank:  # records come from rank 0 (and so do checkpoints, `save`); every rank resumes
+            log = lambda record: None  # noqa: E731
         self.model, self.cfg, self.name, self.tokenizer, self.log = model, cfg, name, tokenizer, log
         self.ckpt_dir = None if ckpt_dir is None else Path(ckpt_dir)
         self.stop_after = stop_after
@@ -145,7 +150,7 @@ class Trainer:
         return self.reference.eval().requires_grad_(False)
 
     def save(self) -> None:
-        if self.ckpt_dir is not None:
+        if self.ckpt_dir is not None and self.rank == 0:
             checkpoint.save(self.ckpt_dir, _Bundle(self), self.tokenizer, self.optimizer, self.step, self.meta)
 
     # -- one update ------------------------------------------------------------------------------------------------
@@ -153,6 +158,7 @@ class Trainer:
         """Backpropagate `loss`, clip the global gradient norm, step the optimizer; returns the norm before clipping."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        sum_gradients(self.params)  # data parallel: every rank now holds the global batch's gradient
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip or float("inf"))
         self.optimizer.step()
         return float(norm)

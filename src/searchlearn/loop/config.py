@@ -104,6 +104,8 @@ class LoopConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
     prompt: str = "task"  # system prompt for chat (HF) checkpoints: none | task | reasoning; ignored otherwise
     report_to: tuple[str, ...] = ()  # metric sinks beside metrics.jsonl: tensorboard, wandb (report/sinks.py)
+    workers: int = 1  # policy replicas on Ray for search, evaluation and rollouts (1 = in-process, no Ray)
+    ray_address: str | None = None  # join this Ray cluster (host:port) instead of starting a local one
 
     def __post_init__(self) -> None:
         phases = []
@@ -117,6 +119,8 @@ class LoopConfig:
         unknown = sorted(set(self.report_to) - set(SINKS))
         if unknown:
             raise ConfigError(f"report_to: unknown sink(s) {unknown}; choose from {', '.join(SINKS)}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.prompt not in ("none", "task", "reasoning"):
             raise ConfigError(f"prompt must be none, task or reasoning, got {self.prompt!r}")
 

@@ -22,6 +22,8 @@ from pathlib import Path
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
 from searchlearn.contracts import Task, TrainablePolicy
+from searchlearn.distributed.runtime import workers
+from searchlearn.distributed.shard import WithPolicy, map_problems
 from searchlearn.learn import checkpoint
 from searchlearn.loop.config import LoopConfig, PhaseConfig
 from searchlearn.loop.initialize import initialize
@@ -31,6 +33,7 @@ from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
 from searchlearn.policy.prompts import format_problems
 from searchlearn.report.build import build_report
 from searchlearn.report.metrics import write_json
+from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.budget import Budget
 from searchlearn.search.evaluate import evaluate, headline
 from searchlearn.search.registry import SEARCHERS
@@ -168,7 +171,8 @@ def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = Fals
                           "choose another --out")
     run = Run(out, resume, cfg.report_to, to_dict(cfg))
     write_json(run.out / "config.json", to_dict(cfg))
-    trained = train(cfg, run)
+    with workers(cfg.workers, cfg.ray_address):
+        trained = train(cfg, run)
     metrics = {**summary(cfg, run, trained), "run_seconds": time.time() - t_start}
     finish(cfg, run, trained, metrics)
     return metrics
@@ -216,8 +220,9 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, proble
 def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: int, log) -> dict:
     """Training-time search on the round's problems, outcome labels, and the learner's data (kept in the stage)."""
     searcher = phase.searcher
-    results = SEARCHERS[searcher.name].search(problems, policy, task, rewards.process,
-                                              Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
+    scorer = WithPolicy(make_scorer, (phase.reward, task))  # built where the search runs, from that policy
+    results = map_problems(SEARCHERS[searcher.name].search, problems, policy, task, scorer,
+                           Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
     label_outcomes(results, problems, rewards.outcome)
     data, extra = LEARNERS[phase.learner].prepare(results, problems, task, policy, phase, seed)
     trajectories = [t for res in results for t in res.trajectories]

@@ -22,17 +22,19 @@ import torch
 
 from searchlearn.policy.model import LlamaForCausalLM
 from searchlearn.policy.prefix_cache import Hit, Layout, PrefixCache
+from searchlearn.policy.streams import row_keys, uniforms
 from searchlearn.types import Completion, SamplingParams
 
 
 def sample_tokens(
-    logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
+    logits: torch.Tensor, temperature: float, top_p: float, u: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw one token per row from softmax(logits / T) restricted to the top-p nucleus (argmax when T = 0).
 
     Nucleus sampling (Holtzman et al. 2020) keeps the smallest set of most likely tokens whose mass reaches top_p.
-    The draw is by inverse CDF: one uniform per row and a binary search of the cumulative distribution, far cheaper
-    on CPU than `torch.multinomial` (which draws one exponential variate per vocabulary entry).
+    The draw is by inverse CDF: one uniform per row (`u` (B, 1) in [0, 1), from the row's own stream, streams.py;
+    None: torch's global generator) and a binary search of the cumulative distribution, far cheaper on CPU than
+    `torch.multinomial` (which draws one exponential variate per vocabulary entry).
     Returns (tokens (B,), logprobs (B,)), the logprob under the raw model distribution (T = 1, no filtering), which is
     what learners need as log π(a | s).
     """
@@ -46,7 +48,8 @@ def sample_tokens(
             probs, order = probs.sort(dim=-1, descending=True)
             probs[probs.cumsum(-1) - probs >= top_p] = 0.0  # mass of more likely tokens already reaches top_p
         cdf = probs.cumsum(-1)  # (B, V)
-        u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device) * cdf[:, -1:]  # (B, 1)
+        u = torch.rand(cdf.shape[0], 1, device=cdf.device) if u is None else u.to(cdf.device)
+        u = u * cdf[:, -1:]  # (B, 1)
         tokens = torch.searchsorted(cdf, u, right=True).clamp_max_(cdf.shape[1] - 1).squeeze(1)  # first cdf > u
         if order is not None:
             tokens = order.gather(-1, tokens[:, None]).squeeze(1)
@@ -140,8 +143,8 @@ class Engine:
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
         """Sample params.n completions of every prompt, prompt-major.
 
-        Same seed, prompts and params -> same completions. (A row's random draws depend on the rows batched with it,
-        so a prompt sampled alone and in a batch differ.) Greedy decoding does not (up to float rounding).
+        Same seed, prompts and params -> same completions, and a prompt's samples do not depend on the other prompts
+        of the call (each row draws from its own stream, streams.py), up to float rounding of the logits.
         """
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
@@ -151,17 +154,16 @@ class Engine:
             cache.validate(self.model)  # cached K/V of other weights are dropped
         # Rows are kept for reuse when the call generates steps (stop strings): what tree search extends next.
         store = cache is not None and (any(params.stop) or cache.store_plain)
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device=self.device).manual_seed(params.seed)
         rows = [p for p in range(len(prompt_ids)) for _ in range(params.n)]  # row -> prompt index, prompt-major
+        keys = row_keys(prompt_ids, params.n, params.seed) if params.temperature > 0 else None  # (R, 2)
         out: list[Completion] = []
         for start in range(0, len(rows), self.max_batch):
-            out += self._generate_chunk(prompt_ids, rows[start : start + self.max_batch], params, generator, store)
+            chunk = slice(start, start + self.max_batch)
+            out += self._generate_chunk(prompt_ids, rows[chunk], params, None if keys is None else keys[chunk], store)
         return out
 
-    def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, generator, store_rows: bool
-                        ) -> list[Completion]:
+    def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, keys: torch.Tensor | None,
+                        store_rows: bool) -> list[Completion]:
         model, device, prefixes = self.model, self.device, self.prefix_cache
         # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
         # (its suffix) left-padded to a common length S after them (prefix_cache.Layout). Without reuse C = 0.
@@ -212,7 +214,8 @@ class Engine:
             prefixes.insert_many(cache, items)
 
         for step in range(params.max_new_tokens):
-            chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, generator)  # (B,), (B,)
+            u = None if keys is None else uniforms(keys, step)  # (B, 1): each row's own draw
+            chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, u)  # (B,), (B,)
             self.last_generated_tokens += len(active)
             keep = []
             for j, (t, lp) in enumerate(zip(chosen.tolist(), chosen_logp.tolist())):
@@ -237,6 +240,7 @@ class Engine:
                 cache.select(order)
                 index = torch.tensor(order, device=device)
                 chosen, next_pos = chosen[index], next_pos[index]
+                keys = None if keys is None else keys[index]
                 active = [active[j] for j in order]
             logits = model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1]  # (B, V)
             next_pos = next_pos + 1

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
+from searchlearn.distributed.runtime import workers
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.sft import SFTConfig
 from searchlearn.loop.config import LoopConfig, PhaseConfig, SearcherConfig
@@ -129,6 +130,12 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
     write_json(run.out / "config.json", to_dict(cfg))
     run.plan(stage_names(cfg) + ["sweep"] * bool(cfg.sweep_problems) + ["reward"] * bool(cfg.reward.problems)
              + ["trees"] * bool(cfg.tree_problems))
+    with workers(cfg.workers, cfg.ray_address):
+        return _demo(cfg, run)
+
+
+def _demo(cfg: DemoConfig, run: Run) -> dict:
+    """The loop's rounds, then the search sweep, the reward stage and the trees, each a resumable stage of `run`."""
     trained = train(cfg, run)
     sections = []
     if cfg.sweep_problems:

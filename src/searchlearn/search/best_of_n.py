@@ -14,7 +14,6 @@ from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose
 from searchlearn.types import (
-    Ledger,
     Problem,
     SamplingParams,
     SearchResult,
@@ -61,9 +60,8 @@ def best_of_n(problems: Sequence[Problem], policy, task, scorer, budget: Budget,
 
 def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, reward=None) -> list[SearchResult]:
     """Draw params.n completions per problem; score them with `reward` (outcome contract) when given."""
-    before = policy.ledger.copy()
-    completions = policy.generate([p.prompt for p in problems], params)
-    spent = policy.ledger.since(before)
+    accounts = Accounts(len(problems), params.n * params.max_new_tokens)  # each problem charged its own tokens
+    completions = accounts.generate(policy, [p.prompt for p in problems], range(len(problems)), params)
     problem_of = [problems[c.prompt_index] for c in completions]
     rewards = reward(problem_of, completions) if reward is not None else [None] * len(completions)
     results = []
@@ -72,6 +70,5 @@ def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, re
         for c, r in zip(completions[i * params.n : (i + 1) * params.n], rewards[i * params.n : (i + 1) * params.n]):
             steps = [Step(text=s) for s in task.steps(c.text)]
             trajectories.append(Trajectory(problem.id, problem.prompt, c.text, steps, c.token_ids, c.logprobs, r))
-        share = Ledger(**{k: v / len(problems) for k, v in vars(spent).items()})  # one problem's part of the call
-        results.append(SearchResult(problem.id, None, trajectories, share))
+        results.append(SearchResult(problem.id, None, trajectories, accounts.ledgers[i]))
     return results

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from math import comb
 from typing import Sequence
 
+from searchlearn.distributed.shard import map_problems
 from searchlearn.reward.aggregate import majority_vote
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.best_of_n import sample
@@ -45,10 +46,10 @@ def evaluate(policy, task, problems: Sequence[Problem], n: int = 16, ks: Sequenc
         raise ValueError(f"every k in {ks} must divide n={n}")
     reward = VerifierReward(task)
     ledger = Ledger()
-    greedy = sample(problems, policy, task, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
-                                                           seed=seed), reward)
-    sampled = sample(problems, policy, task, SamplingParams(n=n, temperature=temperature,
-                                                            max_new_tokens=max_new_tokens, seed=seed), reward)
+    greedy = map_problems(sample, problems, policy, task,
+                          SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed), reward)
+    sampled = map_problems(sample, problems, policy, task,
+                           SamplingParams(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed), reward)
     metrics = {"pass@1": sum(r.trajectories[0].reward for r in greedy) / len(problems)}
     for k in ks:
         pass_k = maj_k = 0.0

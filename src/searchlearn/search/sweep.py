@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from searchlearn.distributed.shard import WithPolicy, map_problems
 from searchlearn.reward.aggregate import (
     AGGREGATES,
     aggregate,
@@ -22,7 +23,7 @@ from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.budget import Accounts, Budget, generated_tokens
 from searchlearn.search.registry import SEARCHERS
 from searchlearn.search.steps import completion_steps
-from searchlearn.types import Problem, SamplingParams, SearchResult
+from searchlearn.types import Completion, Ledger, Problem, SamplingParams, SearchResult
 
 
 @dataclass
@@ -51,7 +52,7 @@ class SweepConfig:
 def sweep(policy, task, problems: Sequence[Problem], cfg: SweepConfig,
           on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """All rows of the sweep; `on_row` sees each row as it is made (for progress output)."""
-    scorer = make_scorer(cfg.scorer, task, policy)
+    scorer = WithPolicy(make_scorer, (cfg.scorer, task))  # built where the searches run, from that policy
     rows: list[dict] = []
 
     def emit(new: list[dict]) -> None:
@@ -77,7 +78,7 @@ def run_strategy(name: str, policy, task, problems: Sequence[Problem], scorer, n
     spec = SEARCHERS[name]
     config = spec.config(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                          step_tokens=cfg.step_tokens, delimiter=task.step_delimiter, **spec.sweep(n, cfg))
-    return spec.search(problems, policy, task, scorer, Budget(n), config)
+    return map_problems(spec.search, problems, policy, task, scorer, Budget(n), config)
 
 
 def result_row(name: str, n: int, task, problems: Sequence[Problem], results: Sequence[SearchResult]) -> dict:
@@ -93,15 +94,11 @@ def best_of_n_rows(policy, task, problems: Sequence[Problem], scorer, budgets: S
                    ) -> list[dict]:
     """Sample max(budgets) per problem once; every budget N reads the first N samples of each problem."""
     top = max(budgets)
-    accounts = Accounts(len(problems), top * cfg.max_new_tokens)
-    params = SamplingParams(n=top, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    completions = accounts.generate(policy, [p.prompt for p in problems], list(range(len(problems))), params)
-    decode = getattr(getattr(policy, "tokenizer", None), "decode", None)
-    steps = [completion_steps(c, task.step_delimiter, decode)
-             for c in completions]
-    owners = [c.prompt_index for c in completions]
-    scores = accounts.score(scorer, [problems[o] for o in owners], steps, owners)
-    weights = [aggregate(s, cfg.aggregate) for s in scores]
+    parts = map_problems(scored_samples, problems, policy, task, scorer, top, cfg)
+    completions = [c for part in parts for c in part[0]]
+    weights = [w for part in parts for w in part[1]]
+    ledgers = [part[2] for part in parts]
+    owners = [p for p in range(len(problems)) for _ in range(top)]
     keys = [task.answer_key(problems[o], c.text) for o, c in zip(owners, completions)]
     right = [task.verify(problems[o], c.text).correct for o, c in zip(owners, completions)]
     rows = []
@@ -116,9 +113,25 @@ def best_of_n_rows(policy, task, problems: Sequence[Problem], scorer, budgets: S
             maj += m is not None and right[p * top + m]
             wtd += w is not None and right[p * top + w]
             ceiling += any(right[j] for j in span)
-        reward = sum(a.reward_tokens for a in accounts.ledgers) * n / top / count
-        prefill = sum(a.prefilled_tokens for a in accounts.ledgers) / count
+        reward = sum(a.reward_tokens for a in ledgers) * n / top / count
+        prefill = sum(a.prefilled_tokens for a in ledgers) / count
         for name, value in (("bon_majority", maj), ("bon_weighted", wtd), ("pass@n", ceiling)):
             rows.append({"strategy": name, "budget": n, "accuracy": value / count, "generated_tokens": tokens / count,
                          "reward_tokens": reward if name == "bon_weighted" else 0.0, "prefilled_tokens": prefill})
     return rows
+
+
+def scored_samples(problems: Sequence[Problem], policy, task, scorer, n: int, cfg: SweepConfig
+                   ) -> list[tuple[list[Completion], list[float], Ledger]]:
+    """Per problem: n samples (one engine call for all problems), each one's aggregated scorer weight (one scorer
+    call), and the problem's ledger."""
+    accounts = Accounts(len(problems), n * cfg.max_new_tokens)
+    params = SamplingParams(n=n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    completions = accounts.generate(policy, [p.prompt for p in problems], list(range(len(problems))), params)
+    decode = getattr(getattr(policy, "tokenizer", None), "decode", None)
+    steps = [completion_steps(c, task.step_delimiter, decode) for c in completions]
+    owners = [c.prompt_index for c in completions]
+    scores = accounts.score(scorer, [problems[o] for o in owners], steps, owners)
+    weights = [aggregate(s, cfg.aggregate) for s in scores]
+    return [(completions[p * n : (p + 1) * n], weights[p * n : (p + 1) * n], accounts.ledgers[p])
+            for p in range(len(problems))]
