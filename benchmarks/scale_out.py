@@ -2,10 +2,11 @@
 
 Both run in this process, one after the other, on the same model, problems and seeds (the samples are identical:
 policy/streams.py), so the ratio compares like with like. A round is `--steps` GRPO steps of the demo's settings
-(16 problems × 8 samples, 2 epochs × 4 minibatches); its time splits into rollouts (sampling, on the workers),
-weight sync (publishing the learner's weights and loading them on every worker) and learning (the learner's updates,
-here, one thread), which is what the README's model of 8 and 64 workers extrapolates from. Last, SFT train tokens/s
-of the demo's initialization (eager): one process on 1 and on 2 threads, and 2 data-parallel ranks of 1 thread.
+(16 problems × 8 samples, 2 epochs × 4 minibatches): in-process its time splits into rollouts and learning; with 2
+workers it runs data-parallel on 2 ranks (each samples and trains on half of every step, `train_grpo_parallel`),
+rank 0's rollout time reported, the rest (learning, the all-reduces, starting the ranks) as learning. The rollout
+measurement alone shows the sharded rollout workers and weight sync. Last, SFT train tokens/s of the demo's
+initialization (eager): one process on 1 and on 2 threads, and 2 data-parallel ranks of 1 thread.
 
     python benchmarks/scale_out.py                               # the demo's policy if runs/demo/policy exists
     python benchmarks/scale_out.py --model runs/demo/policy --problems 64 --steps 3
@@ -50,6 +51,7 @@ def rollout_tokens_per_s(policy, problems, reward, params) -> tuple[float, float
 
 
 def grpo_round(policy, problems, reward, steps: int, pool=None) -> dict:
+    """One GRPO round's wall time and its split (data-parallel on the pool's workers when a pool is active)."""
     cfg = GRPOConfig(steps=steps, prompts_per_step=16, group_size=8, max_new_tokens=288, epochs=2,
                      minibatch_size=32, lr=2e-5, log_every=1, seed=1)
     pair = recipe("grpo", cfg)

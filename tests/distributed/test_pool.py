@@ -21,6 +21,7 @@ from searchlearn.learn.rollout import sample_rollout
 from searchlearn.loop.config import PhaseConfig, SearcherConfig
 from searchlearn.loop.learners import Rewards
 from searchlearn.loop.rounds import _search
+from searchlearn.reward.pipeline import label_solutions
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Budget
@@ -73,6 +74,10 @@ def test_two_workers_give_the_one_process_answers_and_ledgers(pool):
         ev = evaluate(remote, TASK, PROBLEMS, n=4, ks=(1, 4), max_new_tokens=40, seed=3)
         rollout = sample_rollout(remote, PROBLEMS, VerifierReward(TASK), SamplingParams(n=3, max_new_tokens=40,
                                                                                           seed=9))
+    labels = label_solutions(local, TASK, PROBLEMS[:6], samples=2, rollouts=2, max_new_tokens=24, seed=4)
+    with use_pool(pool):
+        sharded = label_solutions(remote, TASK, PROBLEMS[:6], samples=2, rollouts=2, max_new_tokens=24, seed=4)
+    assert [(x.steps, x.soft, x.hard) for x in sharded] == [(x.steps, x.soft, x.hard) for x in labels]  # MC labels
     for a, b in zip(expected, got):
         assert summary(a) == summary(b)
         assert sum(r.ledger.generated_tokens for r in a) == pytest.approx(sum(r.ledger.generated_tokens for r in b))

@@ -46,3 +46,30 @@ def sum_gradients(params: list[torch.nn.Parameter]) -> None:
     for p, g in zip(params, grads):
         p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
         offset += g.numel()
+
+
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's `x` concatenated along dim 0 in rank order (their first dimensions may differ)."""
+    if rank_world()[1] == 1:
+        return x
+    parts: list = [None] * rank_world()[1]
+    dist.all_gather_object(parts, x)
+    return torch.cat(parts)
+
+
+def local_rows(index: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """The entries of global row indices `index` that fall in this rank's rows [start, stop), made local."""
+    return index[(index >= start) & (index < stop)] - start
+
+
+def all_sum_dict(values: dict[str, float]) -> dict[str, float]:
+    """Each key's value summed over the ranks that have it (ranks may hold different keys)."""
+    if rank_world()[1] == 1:
+        return dict(values)
+    parts: list = [None] * rank_world()[1]
+    dist.all_gather_object(parts, values)
+    out: dict[str, float] = {}
+    for part in parts:
+        for k, v in part.items():
+            out[k] = out.get(k, 0.0) + v
+    return out

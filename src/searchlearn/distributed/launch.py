@@ -48,3 +48,17 @@ def data_parallel(fn: Callable, world: int, *args, threads: int = 1) -> list:
     finally:
         for r in ranks:
             ray.kill(r)
+
+
+def adopt(model: torch.nn.Module, results: list, log: Callable[[dict], None]):
+    """The driver's side of a data-parallel training call whose ranks returned (result, records, rank 0's weights as
+    arrays): the weights loaded into `model`, the records replayed into `log`; returns rank 0's result."""
+    from searchlearn.distributed.weights import from_arrays
+
+    out, records, arrays = results[0]
+    with torch.no_grad():
+        model.load_state_dict(from_arrays(arrays))
+    model.eval()
+    for record in records:
+        log(record)
+    return out

@@ -19,6 +19,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from searchlearn import progress
+from searchlearn.distributed.ddp import all_sum, all_sum_dict, my_rows, rank_world
+from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import dpo_loss
 from searchlearn.learn.rollout import make_batch, token_logprobs
@@ -166,8 +170,17 @@ def train_dpo(
     checkpoint's meta. Resumes from `ckpt_dir` when a checkpoint is there.
     Returns {"loss": last logged loss, "accuracy": last logged pair accuracy, "steps", "seconds"}.
     """
+    pool = active_pool()
+    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
+        from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
+
+        progress.say(f"{name}: {cfg.steps} steps data-parallel on {len(pool.workers)} ranks")
+        return adopt(model, data_parallel(_dpo_rank, len(pool.workers), model, list(pairs), cfg, pad_id, loss_fn,
+                                          reference, ckpt_dir, tokenizer, stop_after, name), log)
     if not pairs:
         raise ValueError(f"{name}: no preference pairs")
+    if cfg.batch_size < rank_world()[1]:
+        raise ValueError(f"{name}: batch_size {cfg.batch_size} is smaller than the {rank_world()[1]} ranks")
     trainer = Trainer(model, cfg, name, ckpt_dir, tokenizer, log, stop_after)
     meta = trainer.resume()
     if meta is None:
@@ -179,14 +192,18 @@ def train_dpo(
     ref_chosen, ref_rejected = torch.tensor(trainer.meta["ref_chosen"]), torch.tensor(trainer.meta["ref_rejected"])
 
     def step_fn(step: int) -> dict:
-        index = batch_indices(len(pairs), step, cfg)
+        batch = batch_indices(len(pairs), step, cfg)
+        index = batch[my_rows(len(batch))]  # data parallel: this rank's pairs (all of them in one process)
+        share = len(index) / len(batch)  # the pair-mean loss, rescaled so that the ranks' gradients sum to the batch's
         chosen, rejected = pair_logprobs(model, [pairs[i] for i in index], pad_id)  # (b,) each
         loss, stats = loss_fn(chosen, rejected, ref_chosen[index], ref_rejected[index], beta=cfg.beta)
+        loss = loss * share
         if cfg.sft_coef:
-            nll = -chosen.sum() / max(1, sum(len(pairs[i][1]) for i in index))
+            nll = -chosen.sum() / max(1.0, all_sum(sum(len(pairs[i][1]) for i in index)))
             loss = loss + cfg.sft_coef * nll
-            stats["nll_chosen"] = nll.item()
+            stats["nll_chosen"] = nll.item() / share
         grad_norm = trainer.update(loss)
+        stats = all_sum_dict({k: float(v) * share for k, v in stats.items()})  # pair-weighted means over the ranks
         return {**{f"learn/{k}": v for k, v in stats.items()}, "learn/grad_norm": grad_norm}
 
     model.train()
@@ -194,3 +211,11 @@ def train_dpo(
     last = result["last"]
     return {"loss": last.get("learn/loss"), "accuracy": last.get("learn/accuracy"), "steps": result["steps"],
             "seconds": result["seconds"]}
+
+
+def _dpo_rank(model, pairs, cfg, pad_id, loss_fn, reference, ckpt_dir, tokenizer, stop_after, name):
+    """One data-parallel rank of `train_dpo`: (result, its records, rank 0's weights as arrays)."""
+    records: list[dict] = []
+    out = train_dpo(model, pairs, cfg, pad_id, loss_fn, reference, ckpt_dir, tokenizer, records.append, stop_after,
+                    name)
+    return out, records, to_arrays(model) if rank_world()[0] == 0 else None

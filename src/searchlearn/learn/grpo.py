@@ -20,7 +20,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from searchlearn import progress
 from searchlearn.contracts import OutcomeReward, TrainablePolicy
+from searchlearn.distributed.ddp import all_sum, all_sum_dict, gather, local_rows, my_rows, rank_world
+from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.advantages import (
     dapo_dynamic_sampling_mask,
     dr_grpo_advantages,
@@ -99,10 +103,13 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
     With dynamic sampling, groups whose rewards are all equal are dropped and further batches of fresh problems are
     sampled (at most cfg.max_sampling_rounds in all) until N groups are kept; surplus groups are cut.
     """
+    if cfg.dynamic_sampling and rank_world()[1] > 1:
+        raise ValueError("DAPO dynamic sampling does not run data-parallel yet: use --workers 1 for it")
     parts, scores, lengths, kept_groups = [], [], [], 0
     for draw in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
         params = cfg.sampling(step, draw)
         index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed if draw == 0 else params.seed)
+        index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
         part = sample_rollout(policy, [problems[i] for i in index], reward, params)
         scores.append(part.scores.flatten())
         lengths.append(part.lengths().flatten())
@@ -118,12 +125,12 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
     rollout = concat_rollouts(parts)
     if len(rollout.problems) > cfg.prompts_per_step:
         rollout = rollout.select_groups(torch.arange(len(rollout.problems)) < cfg.prompts_per_step)
-    scores_, lengths_ = torch.cat(scores), torch.cat(lengths)
-    stats = {"learn/reward": rollout.rewards.mean().item() if rollout.problems else float("nan"),
+    scores_, lengths_, rewards_ = gather(torch.cat(scores)), gather(torch.cat(lengths)), gather(rollout.rewards)
+    stats = {"learn/reward": rewards_.mean().item() if len(rewards_) else float("nan"),
              "learn/solved": (scores_ >= 1).float().mean().item(), "learn/score": scores_.mean().item(),
-             "learn/completion_tokens": lengths_.mean().item(), "learn/groups": len(rollout.problems),
-             "learn/groups_drawn": len(scores_) // cfg.group_size, "learn/unscored": rollout.unscored,
-             "ledger/generated_tokens": rollout.ledger.generated_tokens}
+             "learn/completion_tokens": lengths_.mean().item(), "learn/groups": len(rewards_),
+             "learn/groups_drawn": len(scores_) // cfg.group_size, "learn/unscored": all_sum(rollout.unscored),
+             "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
     return rollout, stats
 
 
@@ -133,10 +140,17 @@ def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GR
 
     advantages: (B,) per sequence or (B, T−1) per token, rows as in `rollout.batch`. π_old is the policy before this
     update: when there is one minibatch and one epoch, that is the current policy's own detached log-probabilities.
+
+    Data parallel (distributed/ddp.py): the minibatches are drawn over every rank's rows; a rank trains on its part of
+    each and scales its loss by its share of the loss's units (`mean_over`: sequences or tokens), so the summed
+    gradient is the global minibatch's.
     """
     model, batch = trainer.model, rollout.batch
     B = len(batch)
-    plan = [minibatches(B, cfg.minibatch_size, cfg.seed, step, e) for e in range(cfg.epochs)]
+    counts = gather(torch.tensor([B]))  # rows per rank
+    start, total, parallel = int(counts[: rank_world()[0]].sum()), int(counts.sum()), len(counts) > 1
+    unit = getattr(getattr(loss_fn, "func", loss_fn), "mean_over", "sequences")
+    plan = [minibatches(total, cfg.minibatch_size, cfg.seed, step, e) for e in range(cfg.epochs)]
     on_policy = len(plan) == 1 and len(plan[0]) == 1
     was_training = model.training
     model.train()
@@ -146,18 +160,31 @@ def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GR
     n_updates = 0
     for epoch_plan in plan:
         for index in epoch_plan:
-            sub = batch.rows(index)
-            width = sub.action_mask.shape[1]
-            logp = sorted_token_logprobs(model, sub, cfg.length_chunks)  # (b, w)
-            old = logp.detach() if logp_old is None else logp_old[index, :width]
-            ref = None if logp_ref is None else logp_ref[index, :width]
-            adv = advantages[index] if advantages.dim() == 1 else advantages[index, :width]
-            loss, stats = loss_fn(logp, old, adv, sub.action_mask, logp_ref=ref, beta=cfg.beta)
+            index = local_rows(index, start, start + B)  # this rank's rows of the minibatch (all, in one process)
+            share, token_share, stats = 1.0, 1.0, {}
+            if len(index):
+                sub = batch.rows(index)
+                width = sub.action_mask.shape[1]
+                logp = sorted_token_logprobs(model, sub, cfg.length_chunks)  # (b, w)
+                old = logp.detach() if logp_old is None else logp_old[index, :width]
+                ref = None if logp_ref is None else logp_ref[index, :width]
+                adv = advantages[index] if advantages.dim() == 1 else advantages[index, :width]
+                loss, stats = loss_fn(logp, old, adv, sub.action_mask, logp_ref=ref, beta=cfg.beta)
+            else:  # none of this minibatch is here: a zero gradient, so that every rank steps together
+                loss = sum(p.sum() for p in model.parameters()) * 0.0
+            if parallel:
+                tokens = float(batch.action_mask[index].sum())
+                token_share = tokens / max(all_sum(tokens), 1.0)
+                share = token_share if unit == "tokens" else len(index) / max(all_sum(len(index)), 1.0)
+                loss = loss * share
             grad_norm = trainer.update(loss)
             n_updates += 1
-            for k, v in {**stats, "grad_norm": grad_norm}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+            for k, v in stats.items():  # weighted by this rank's share (the loss by its units, the token means by
+                w = share if k == "loss" else 1.0 if k == "tokens" else token_share  # tokens): summed, the global one
+                sums[k] = sums.get(k, 0.0) + float(v) * w
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / (len(counts) if parallel else 1)
     model.train(was_training)
+    sums = all_sum_dict(sums)
     return {k: v / max(1, n_updates) for k, v in sums.items()} | {"updates": n_updates}
 
 
@@ -179,8 +206,14 @@ def train_grpo(
     policy: its sampler must generate from the model being trained. reward: outcome contract, e.g.
     `VerifierReward(task)`. reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0, saved in
     the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
+    With a worker pool of N > 1 active (`--workers N`), the run is data-parallel on N ranks, each sampling and
+    training on its share of every step's problems (`train_grpo_parallel`).
     Returns {"steps", "seconds", "last": the last logged record}.
     """
+    pool = active_pool()
+    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
+        return train_grpo_parallel(len(pool.workers), policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
+                                   ckpt_dir, log, stop_after, name)
     if not problems:
         raise ValueError(f"{name}: no training problems")
     model = policy.model
@@ -193,8 +226,11 @@ def train_grpo(
         t_rollout = time.time()
         rollout, record = collect(policy, problems, step, cfg, reward)
         t_update = time.time()
-        advantages = advantage_fn(rollout.rewards).flatten() if rollout.problems else torch.zeros(0)  # (B,)
-        if bool(advantages.any()) or (cfg.beta > 0 and rollout.problems):
+        rewards = gather(rollout.rewards)  # (N, G) every rank's groups, in problem order
+        first = int(gather(torch.tensor([len(rollout.problems)]))[: rank_world()[0]].sum())  # this rank's first
+        advantages_all = advantage_fn(rewards) if len(rewards) else torch.zeros(0, cfg.group_size)  # (N, G)
+        advantages = advantages_all[first : first + len(rollout.problems)].flatten()  # (B,) this rank's rows
+        if bool(advantages_all.any()) or (cfg.beta > 0 and len(rewards)):
             stats = update(trainer, rollout, advantages, cfg, loss_fn, step, reference)
         else:  # no group carries a learning signal: skip, rather than let Adam step on stale momentum
             stats = {"updates": 0}
@@ -203,3 +239,34 @@ def train_grpo(
                 "time/update_s": time.time() - t_update}
 
     return trainer.run(step_fn)
+
+
+def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[Problem], cfg: GRPOConfig,
+                        reward: OutcomeReward, advantage_fn: Callable = grpo_advantages, loss_fn: Callable = grpo_loss,
+                        reference: torch.nn.Module | None = None, ckpt_dir: str | Path | None = None,
+                        log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
+                        name: str = "grpo") -> dict:
+    """`train_grpo` on `world` data-parallel ranks placed by Ray (distributed/launch.py). Each rank holds a replica
+    that samples its share of each step's problems (colocated rollouts: the ranks' weights stay identical, so nothing
+    is synced) and trains on its rows of every minibatch, gradients summed; advantages come from every rank's rewards.
+    Rank 0 checkpoints to `ckpt_dir` and sends back its weights (loaded into `policy.model`) and its records."""
+    from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
+
+    engine = policy.engine
+    options = {"max_batch": engine.max_batch,
+               "prefix_cache_tokens": engine.prefix_cache.max_tokens if engine.prefix_cache else 0}
+    progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
+    return adopt(policy.model, data_parallel(_grpo_rank, world, policy.model, policy.tokenizer, options,
+                                             list(problems), cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
+                                             stop_after, name), log)
+
+
+def _grpo_rank(model, tokenizer, options, problems, cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
+               stop_after, name):
+    """One rank of `train_grpo_parallel`: (result, its records, rank 0's weights as arrays)."""
+    from searchlearn.policy.policy import LocalPolicy
+
+    records: list[dict] = []
+    out = train_grpo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, advantage_fn, loss_fn, reference,
+                     ckpt_dir, records.append, stop_after, name)
+    return out, records, to_arrays(model) if rank_world()[0] == 0 else None

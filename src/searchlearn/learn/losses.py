@@ -177,6 +177,13 @@ def reinforce_pp_loss(logp, logp_old, advantages, mask, logp_ref=None, beta: flo
     return loss, stats
 
 
+# What each family loss averages over: under data parallelism a rank's loss is rescaled by its share of these units
+# (learn/grpo.py), so that the ranks' gradients sum to the global batch's.
+for _loss, _unit in ((grpo_loss, "sequences"), (dr_grpo_loss, "sequences"), (rloo_loss, "sequences"),
+                     (dapo_loss, "tokens"), (reinforce_pp_loss, "tokens")):
+    _loss.mean_over = _unit
+
+
 # -- PPO with a critic ----------------------------------------------------------------------------------------------
 
 def ppo_policy_loss(logp, logp_old, advantages, mask, eps: float = 0.2) -> tuple[torch.Tensor, dict]:

@@ -18,7 +18,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from searchlearn import progress
 from searchlearn.contracts import OutcomeReward, TrainablePolicy
+from searchlearn.distributed.ddp import all_sum, all_sum_dict, gather, local_rows, my_rows, rank_world
+from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.advantages import gae, terminal_token_rewards, whiten
 from searchlearn.learn.data import minibatches, problem_indices
 from searchlearn.learn.losses import kl_k1, ppo_loss
@@ -81,35 +85,62 @@ def prepare(model, critic: ValueModel, rollout: Rollout, cfg: PPOConfig, referen
         rewards = rewards + dense_reward(rollout).to(rewards.dtype) * mask
     advantages, returns = gae(rewards, values_old, mask, cfg.gamma, cfg.lam)
     if cfg.whiten_advantages:
-        advantages = whiten(advantages, mask) * mask
+        advantages = _whiten(advantages, mask) * mask
     out = {"logp_old": logp_old, "values_old": values_old, "advantages": advantages, "returns": returns}
     if kl is not None:
         out["kl"] = kl
     return out
 
 
+def _whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """`advantages.whiten` over every rank's tokens (the same statistics as one process over the whole rollout)."""
+    if rank_world()[1] == 1:
+        return whiten(x, mask, eps)
+    m = mask.to(x.dtype)
+    n = all_sum(m.sum().item())
+    mean = all_sum((x * m).sum().item()) / max(n, 1.0)
+    var = all_sum((((x - mean) * m) ** 2).sum().item()) / max(n - 1, 1.0)
+    return (x - mean) / (var**0.5 + eps)
+
+
 def update(trainer: Trainer, critic: ValueModel, rollout: Rollout, prep: dict, cfg: PPOConfig, step: int,
            loss_fn: Callable = ppo_loss) -> dict:
-    """μ epochs of minibatch PPO updates of policy and critic (one optimizer, `trainer`'s); returns mean statistics."""
+    """μ epochs of minibatch PPO updates of policy and critic (one optimizer, `trainer`'s); returns mean statistics.
+
+    Data parallel: minibatches are drawn over every rank's rows; each rank's token-mean loss is scaled by its share
+    of the minibatch's tokens, so the summed gradient is the global minibatch's (as in grpo.update)."""
     model, batch = trainer.model, rollout.batch
+    counts = gather(torch.tensor([len(batch)]))  # rows per rank
+    start, total, parallel = int(counts[: rank_world()[0]].sum()), int(counts.sum()), len(counts) > 1
     sums: dict[str, float] = {}
     n = 0
     model.train()
     for epoch in range(cfg.epochs):
-        for index in minibatches(len(batch), cfg.minibatch_size, cfg.seed, step, epoch):
-            sub = batch.rows(index)
-            w = sub.action_mask.shape[1]
-            cut = {k: v[index, :w] for k, v in prep.items()}
-            logp = token_logprobs(model, sub)  # (b, w)
-            values = action_values(critic, sub)  # (b, w)
-            loss, stats = loss_fn(logp, cut["logp_old"], cut["advantages"], values, cut["values_old"],
-                                  cut["returns"], sub.action_mask, eps=cfg.clip_eps, value_eps=cfg.value_clip_eps,
-                                  value_coef=cfg.value_coef)
+        for index in minibatches(total, cfg.minibatch_size, cfg.seed, step, epoch):
+            index = local_rows(index, start, start + len(batch))
+            share, stats = 1.0, {}
+            if len(index):
+                sub = batch.rows(index)
+                w = sub.action_mask.shape[1]
+                cut = {k: v[index, :w] for k, v in prep.items()}
+                logp = token_logprobs(model, sub)  # (b, w)
+                values = action_values(critic, sub)  # (b, w)
+                loss, stats = loss_fn(logp, cut["logp_old"], cut["advantages"], values, cut["values_old"],
+                                      cut["returns"], sub.action_mask, eps=cfg.clip_eps,
+                                      value_eps=cfg.value_clip_eps, value_coef=cfg.value_coef)
+            else:  # none of this minibatch is here: a zero gradient, so that every rank steps together
+                loss = sum(p.sum() for p in trainer.params) * 0.0
+            if parallel:
+                tokens = float(batch.action_mask[index].sum())
+                share = tokens / max(all_sum(tokens), 1.0)
+                loss = loss * share
             grad_norm = trainer.update(loss)
             n += 1
-            for k, v in {**stats, "grad_norm": grad_norm}.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+            for k, v in stats.items():  # token means, weighted by this rank's share: summed, the global ones
+                sums[k] = sums.get(k, 0.0) + float(v) * share
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / len(counts)
     model.eval()
+    sums = all_sum_dict(sums)
     return {k: v / max(1, n) for k, v in sums.items()} | {"updates": n}
 
 
@@ -133,6 +164,10 @@ def train_ppo(
     (default a frozen copy of the policy at step 0, saved in checkpoints). dense_reward: extra per-token rewards,
     e.g. `learn.rollout.step_rewards` built from a PRM's per-step scores. Returns {"steps", "seconds", "last"}.
     """
+    pool = active_pool()
+    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
+        return train_ppo_parallel(len(pool.workers), policy, problems, cfg, reward, critic, reference, dense_reward,
+                                  ckpt_dir, log, stop_after, name)
     if not problems:
         raise ValueError(f"{name}: no training problems")
     model = policy.model
@@ -146,20 +181,54 @@ def train_ppo(
     def step_fn(step: int) -> dict:
         t_rollout = time.time()
         index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed)
+        index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
         rollout = sample_rollout(policy, [problems[i] for i in index], reward, cfg.sampling(step))
         t_update = time.time()
         prep = prepare(model, critic, rollout, cfg, reference, dense_reward)
         stats = update(trainer, critic, rollout, prep, cfg, step)
         mask = rollout.batch.action_mask
-        record = {"learn/reward": rollout.rewards.mean().item(),
-                  "learn/solved": (rollout.scores >= 1).float().mean().item(),
-                  "learn/completion_tokens": rollout.lengths().mean().item(),
-                  "learn/returns": (prep["returns"] * mask).sum().item() / mask.sum().clamp(min=1).item(),
+        tokens = max(1.0, all_sum(mask.sum().item()))  # every rank's completion tokens
+        rewards, scores = gather(rollout.rewards), gather(rollout.scores)
+        record = {"learn/reward": rewards.mean().item(),
+                  "learn/solved": (scores >= 1).float().mean().item(),
+                  "learn/completion_tokens": gather(rollout.lengths()).mean().item(),
+                  "learn/returns": all_sum((prep["returns"] * mask).sum().item()) / tokens,
                   **{f"learn/{k}": v for k, v in stats.items()},
-                  "ledger/generated_tokens": rollout.ledger.generated_tokens,
+                  "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
                   "time/rollout_s": t_update - t_rollout, "time/update_s": time.time() - t_update}
         if "kl" in prep:
-            record["learn/kl_ref"] = prep["kl"].sum().item() / mask.sum().clamp(min=1).item()
+            record["learn/kl_ref"] = all_sum(prep["kl"].sum().item()) / tokens
         return record
 
     return trainer.run(step_fn)
+
+
+def train_ppo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[Problem], cfg: PPOConfig,
+                       reward: OutcomeReward, critic: ValueModel | None = None, reference: torch.nn.Module | None = None,
+                       dense_reward: DenseReward | None = None, ckpt_dir: str | Path | None = None,
+                       log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
+                       name: str = "ppo") -> dict:
+    """`train_ppo` on `world` data-parallel ranks (as `grpo.train_grpo_parallel`: colocated rollouts of each rank's
+    share of the problems, gradients of policy and critic summed, advantages whitened over every rank's tokens)."""
+    from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
+
+    critic = critic if critic is not None else ValueModel(policy.model, cfg.share_backbone)  # one init for all ranks
+    engine = policy.engine
+    options = {"max_batch": engine.max_batch,
+               "prefix_cache_tokens": engine.prefix_cache.max_tokens if engine.prefix_cache else 0}
+    progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
+    return adopt(policy.model, data_parallel(_ppo_rank, world, (policy.model, critic), policy.tokenizer, options,
+                                             list(problems), cfg, reward, reference, dense_reward, ckpt_dir,
+                                             stop_after, name), log)
+
+
+def _ppo_rank(modules, tokenizer, options, problems, cfg, reward, reference, dense_reward, ckpt_dir, stop_after, name):
+    """One rank of `train_ppo_parallel`; `modules` = (model, critic) in one argument, so that a critic sharing the
+    policy's decoder still shares it after pickling."""
+    from searchlearn.policy.policy import LocalPolicy
+
+    model, critic = modules
+    records: list[dict] = []
+    out = train_ppo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, critic, reference, dense_reward,
+                    ckpt_dir, records.append, stop_after, name)
+    return out, records, to_arrays(model) if rank_world()[0] == 0 else None

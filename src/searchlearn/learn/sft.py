@@ -16,7 +16,7 @@ import torch
 from searchlearn import progress
 from searchlearn.distributed.ddp import all_sum, my_rows, rank_world
 from searchlearn.distributed.shard import active_pool
-from searchlearn.distributed.weights import from_arrays, to_arrays
+from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
 from searchlearn.learn.trainer import TrainConfig, Trainer
@@ -130,18 +130,11 @@ def train_sft_parallel(world: int, model: torch.nn.Module, examples: Sequence[Ex
     """`train_sft` on `world` data-parallel ranks placed by Ray (distributed/launch.py): each rank trains a copy of
     `model` on its rows of every batch, gradients summed; rank 0 checkpoints to `ckpt_dir` (a path every rank can
     read: resume) and sends back its weights, loaded into `model`, and its records, replayed into `log`."""
-    from searchlearn.distributed.launch import data_parallel  # Ray is imported only when it is used
+    from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
 
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
-    results = data_parallel(_sft_rank, world, model, list(examples), cfg, pad_id, ckpt_dir, tokenizer, stop_after,
-                            name)
-    stats, records, arrays = results[0]
-    with torch.no_grad():
-        model.load_state_dict(from_arrays(arrays))
-    model.eval()
-    for record in records:
-        log(record)
-    return stats
+    return adopt(model, data_parallel(_sft_rank, world, model, list(examples), cfg, pad_id, ckpt_dir, tokenizer,
+                                      stop_after, name), log)
 
 
 def _sft_rank(model, examples, cfg, pad_id, ckpt_dir, tokenizer, stop_after, name):

@@ -17,6 +17,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from searchlearn.distributed.shard import map_problems
 from searchlearn.reward.aggregate import aggregate, majority_vote
 from searchlearn.reward.labels import StepLabels, mc_labels
 from searchlearn.reward.models import (
@@ -40,9 +41,18 @@ def sample_solutions(policy, problems: list[Problem], n: int, max_new_tokens: in
 
 def label_solutions(policy, task, problems: list[Problem], samples: int, rollouts: int, max_new_tokens: int,
                     seed: int) -> list[StepLabels]:
-    """`samples` solutions per problem, each step labelled by `rollouts` completions (hard and soft labels)."""
+    """`samples` solutions per problem, each step labelled by `rollouts` completions (hard and soft labels), flat
+    and problem-major; sharded over the workers when a pool is active (`--workers N`)."""
+    per_problem = map_problems(_label_problems, problems, policy, task, samples, rollouts, max_new_tokens, seed)
+    return [labels for group in per_problem for labels in group]
+
+
+def _label_problems(problems: list[Problem], policy, task, samples: int, rollouts: int, max_new_tokens: int,
+                    seed: int) -> list[list[StepLabels]]:
+    """`label_solutions` on these problems, one list of `samples` labelled solutions per problem."""
     problem_of, texts = sample_solutions(policy, problems, samples, max_new_tokens, seed)
-    return mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+    labels = mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+    return [labels[i * samples : (i + 1) * samples] for i in range(len(problems))]
 
 
 def label_agreement(labels: Sequence[StepLabels], task) -> dict:
