@@ -92,6 +92,12 @@ def ray_cluster():
     """One local Ray cluster (2 CPUs) for the tests that use Ray in-process; shut down at the end of the session."""
     import ray
 
+    mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a local test cluster that a `searchlearn --ray-address` process joins
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+    if mode is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = mode
