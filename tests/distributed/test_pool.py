@@ -19,7 +19,7 @@ from searchlearn.distributed.pool import StaleWeights, WorkerPool, _check_addres
 from searchlearn.distributed.shard import WithPolicy, map_problems, shards, use_pool
 from searchlearn.learn.rollout import sample_rollout
 from searchlearn.loop.config import PhaseConfig, SearcherConfig
-from searchlearn.loop.learners import Rewards
+from searchlearn.loop.learners import round_rewards
 from searchlearn.loop.rounds import _search
 from searchlearn.reward.pipeline import label_solutions
 from searchlearn.reward.scorers import make_scorer
@@ -117,7 +117,7 @@ def test_a_call_needing_newer_weights_than_published_is_refused(pool):
 def test_a_worker_killed_mid_round_is_replaced_and_every_problem_runs_once(pool):
     phase = PhaseConfig(learner="expert_iteration", reward="confidence", searcher=SearcherConfig(
         name="beam", n=8, max_new_tokens=48, options={"step_tokens": 12}))
-    rewards = Rewards(VerifierReward(TASK), None)  # the search builds its scorer from `phase.reward` where it runs
+    rewards = round_rewards(phase.reward, TASK)  # the search builds its scorer where it runs
     problems = TASK.problems("train", 160, seed=4)
     expected = _search(1, phase, problems, policy(), TASK, rewards, 11, lambda record: None)
     learner = policy()

@@ -229,8 +229,8 @@ def test_garbage_text_gets_scores_without_raising(task):
 
 
 def test_selfeval_is_a_loop_reward():
-    rewards = round_rewards("selfeval", TASK, spread_policy())
-    assert isinstance(rewards.process, SelfEvalScorer)
+    rewards = round_rewards("selfeval", TASK)  # the scorer is built where the search runs, from that policy
+    assert isinstance(rewards.process.build(spread_policy()), SelfEvalScorer)
     assert rewards.outcome([PROBLEM], [TEXT]) == [1.0]
     with pytest.raises(ValueError):
         SelfEvalScorer(None, TASK)

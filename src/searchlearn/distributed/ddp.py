@@ -44,7 +44,7 @@ def sum_gradients(params: list[torch.nn.Parameter]) -> None:
     dist.all_reduce(flat)
     offset = 0
     for p, g in zip(params, grads):
-        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+        p.grad = flat[offset : offset + g.numel()].view_as(g)  # a view of the reduced buffer: no second copy
         offset += g.numel()
 
 

@@ -178,9 +178,7 @@ class WorkerPool:
         if mark == self._published:
             return self.version
         t0 = time.perf_counter()
-        engine = policy.engine
-        options = {"max_batch": engine.max_batch,
-                   "prefix_cache_tokens": engine.prefix_cache.max_tokens if engine.prefix_cache else 0}
+        options = policy.engine_options()
         spec = (id(policy.model), id(policy.tokenizer), options)
         if self._spec is None or self._spec[1:] != spec:  # a new module: workers build it once (pickled whole)
             self._spec = (ray.put((self.version + 1, policy.model, policy.tokenizer, options)),) + spec

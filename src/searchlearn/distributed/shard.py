@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from searchlearn.distributed.ddp import rank_world
 from searchlearn.types import Problem
 
 _ACTIVE: list = []  # the pool `map_problems` uses (innermost `use_pool`), if any
@@ -66,6 +67,13 @@ def shards(keys: Sequence[str], k: int) -> list[list[int]]:
 
 def active_pool():
     return _ACTIVE[-1] if _ACTIVE else None
+
+
+def learner_ranks() -> int:
+    """How many data-parallel ranks a learner called here should train on: the active pool's size when it has more
+    than one worker and this process is not already a rank; else 1 (train here)."""
+    pool = active_pool()
+    return len(pool.workers) if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1 else 1
 
 
 @contextmanager

@@ -21,7 +21,7 @@ import torch
 
 from searchlearn import progress
 from searchlearn.distributed.ddp import all_sum, all_sum_dict, my_rows, rank_world
-from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.shard import learner_ranks
 from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import dpo_loss
@@ -170,12 +170,11 @@ def train_dpo(
     checkpoint's meta. Resumes from `ckpt_dir` when a checkpoint is there.
     Returns {"loss": last logged loss, "accuracy": last logged pair accuracy, "steps", "seconds"}.
     """
-    pool = active_pool()
-    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
+    if (world := learner_ranks()) > 1:
         from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
 
-        progress.say(f"{name}: {cfg.steps} steps data-parallel on {len(pool.workers)} ranks")
-        return adopt(model, data_parallel(_dpo_rank, len(pool.workers), model, list(pairs), cfg, pad_id, loss_fn,
+        progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
+        return adopt(model, data_parallel(_dpo_rank, world, model, list(pairs), cfg, pad_id, loss_fn,
                                           reference, ckpt_dir, tokenizer, stop_after, name), log)
     if not pairs:
         raise ValueError(f"{name}: no preference pairs")

@@ -22,8 +22,15 @@ import torch
 
 from searchlearn import progress
 from searchlearn.contracts import OutcomeReward, TrainablePolicy
-from searchlearn.distributed.ddp import all_sum, all_sum_dict, gather, local_rows, my_rows, rank_world
-from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.ddp import (
+    all_sum,
+    all_sum_dict,
+    gather,
+    local_rows,
+    my_rows,
+    rank_world,
+)
+from searchlearn.distributed.shard import learner_ranks
 from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.advantages import (
     dapo_dynamic_sampling_mask,
@@ -210,9 +217,8 @@ def train_grpo(
     training on its share of every step's problems (`train_grpo_parallel`).
     Returns {"steps", "seconds", "last": the last logged record}.
     """
-    pool = active_pool()
-    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
-        return train_grpo_parallel(len(pool.workers), policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
+    if (world := learner_ranks()) > 1:
+        return train_grpo_parallel(world, policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
                                    ckpt_dir, log, stop_after, name)
     if not problems:
         raise ValueError(f"{name}: no training problems")
@@ -250,11 +256,12 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
     that samples its share of each step's problems (colocated rollouts: the ranks' weights stay identical, so nothing
     is synced) and trains on its rows of every minibatch, gradients summed; advantages come from every rank's rewards.
     Rank 0 checkpoints to `ckpt_dir` and sends back its weights (loaded into `policy.model`) and its records."""
-    from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
+    from searchlearn.distributed.launch import (  # Ray is imported only when it is used
+        adopt,
+        data_parallel,
+    )
 
-    engine = policy.engine
-    options = {"max_batch": engine.max_batch,
-               "prefix_cache_tokens": engine.prefix_cache.max_tokens if engine.prefix_cache else 0}
+    options = policy.engine_options()
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_grpo_rank, world, policy.model, policy.tokenizer, options,
                                              list(problems), cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,

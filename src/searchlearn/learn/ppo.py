@@ -20,8 +20,15 @@ import torch
 
 from searchlearn import progress
 from searchlearn.contracts import OutcomeReward, TrainablePolicy
-from searchlearn.distributed.ddp import all_sum, all_sum_dict, gather, local_rows, my_rows, rank_world
-from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.ddp import (
+    all_sum,
+    all_sum_dict,
+    gather,
+    local_rows,
+    my_rows,
+    rank_world,
+)
+from searchlearn.distributed.shard import learner_ranks
 from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.advantages import gae, terminal_token_rewards, whiten
 from searchlearn.learn.data import minibatches, problem_indices
@@ -164,9 +171,8 @@ def train_ppo(
     (default a frozen copy of the policy at step 0, saved in checkpoints). dense_reward: extra per-token rewards,
     e.g. `learn.rollout.step_rewards` built from a PRM's per-step scores. Returns {"steps", "seconds", "last"}.
     """
-    pool = active_pool()
-    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
-        return train_ppo_parallel(len(pool.workers), policy, problems, cfg, reward, critic, reference, dense_reward,
+    if (world := learner_ranks()) > 1:
+        return train_ppo_parallel(world, policy, problems, cfg, reward, critic, reference, dense_reward,
                                   ckpt_dir, log, stop_after, name)
     if not problems:
         raise ValueError(f"{name}: no training problems")
@@ -210,12 +216,13 @@ def train_ppo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[P
                        name: str = "ppo") -> dict:
     """`train_ppo` on `world` data-parallel ranks (as `grpo.train_grpo_parallel`: colocated rollouts of each rank's
     share of the problems, gradients of policy and critic summed, advantages whitened over every rank's tokens)."""
-    from searchlearn.distributed.launch import adopt, data_parallel  # Ray is imported only when it is used
+    from searchlearn.distributed.launch import (  # Ray is imported only when it is used
+        adopt,
+        data_parallel,
+    )
 
     critic = critic if critic is not None else ValueModel(policy.model, cfg.share_backbone)  # one init for all ranks
-    engine = policy.engine
-    options = {"max_batch": engine.max_batch,
-               "prefix_cache_tokens": engine.prefix_cache.max_tokens if engine.prefix_cache else 0}
+    options = policy.engine_options()
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_ppo_rank, world, (policy.model, critic), policy.tokenizer, options,
                                              list(problems), cfg, reward, reference, dense_reward, ckpt_dir,

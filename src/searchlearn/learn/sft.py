@@ -15,7 +15,7 @@ import torch
 
 from searchlearn import progress
 from searchlearn.distributed.ddp import all_sum, my_rows, rank_world
-from searchlearn.distributed.shard import active_pool
+from searchlearn.distributed.shard import learner_ranks
 from searchlearn.distributed.weights import to_arrays
 from searchlearn.learn.data import batch_indices
 from searchlearn.learn.losses import sft_loss
@@ -91,9 +91,8 @@ def train_sft(
     pool of N > 1 active (`--workers N`), the steps run data-parallel on N ranks (`train_sft_parallel`).
     Returns {"loss": last logged loss, "steps": steps done, "seconds": wall time of this call}.
     """
-    pool = active_pool()
-    if pool is not None and len(pool.workers) > 1 and rank_world()[1] == 1:
-        return train_sft_parallel(len(pool.workers), model, examples, cfg, pad_id, ckpt_dir, tokenizer, log,
+    if (world := learner_ranks()) > 1:
+        return train_sft_parallel(world, model, examples, cfg, pad_id, ckpt_dir, tokenizer, log,
                                   stop_after, name)
     if not examples:
         raise ValueError(f"{name}: no training examples")

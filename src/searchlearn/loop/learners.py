@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from searchlearn.config import ConfigError
-from searchlearn.contracts import OutcomeReward, ProcessReward
+from searchlearn.contracts import OutcomeReward
+from searchlearn.distributed.shard import WithPolicy
 from searchlearn.learn.dpo import (
     node_value,
     solution_pairs,
@@ -38,14 +39,15 @@ from searchlearn.types import Problem, SearchResult
 @dataclass(frozen=True)
 class Rewards:
     """`outcome` labels trajectories and scores RL rollouts (the task's verifier); `process` guides tree searches
-    and values their nodes (the phase's `reward`: a scorer name of reward/scorers.py)."""
+    and values their nodes (the phase's `reward`: a scorer name of reward/scorers.py), built where the search runs,
+    from that process's policy (`distributed.shard.WithPolicy`)."""
 
     outcome: OutcomeReward
-    process: ProcessReward
+    process: WithPolicy  # builds a ProcessReward from a policy
 
 
-def round_rewards(scorer: str, task, policy) -> Rewards:
-    return Rewards(VerifierReward(task), make_scorer(scorer, task, policy))
+def round_rewards(scorer: str, task) -> Rewards:
+    return Rewards(VerifierReward(task), WithPolicy(make_scorer, (scorer, task)))
 
 
 def label_outcomes(results: Sequence[SearchResult], problems: Sequence[Problem], outcome: OutcomeReward) -> None:

@@ -23,7 +23,7 @@ from searchlearn import progress
 from searchlearn.config import ConfigError, to_dict
 from searchlearn.contracts import Task, TrainablePolicy
 from searchlearn.distributed.runtime import workers
-from searchlearn.distributed.shard import WithPolicy, map_problems
+from searchlearn.distributed.shard import map_problems
 from searchlearn.learn import checkpoint
 from searchlearn.loop.config import LoopConfig, PhaseConfig
 from searchlearn.loop.initialize import initialize
@@ -33,7 +33,6 @@ from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
 from searchlearn.policy.prompts import format_problems
 from searchlearn.report.build import build_report
 from searchlearn.report.metrics import write_json
-from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.budget import Budget
 from searchlearn.search.evaluate import evaluate, headline
 from searchlearn.search.registry import SEARCHERS
@@ -185,7 +184,7 @@ def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Task, po
     name, seed, spec = f"round{r}", round_seed(cfg.seed, r), LEARNERS[phase.learner]
     problems = format_problems(task.problems("train", phase.problems, seed=seed), policy.tokenizer, task.name,
                                cfg.prompt)
-    rewards = round_rewards(phase.reward, task, policy)
+    rewards = round_rewards(phase.reward, task)
     if run.done(f"{name}_learn") is None:
         progress.say(f"round {r}/{cfg.rounds}: {phase.learner} on {len(problems)} problems, {searcher_label(phase)}")
     searched = None
@@ -220,8 +219,7 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, proble
 def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: int, log) -> dict:
     """Training-time search on the round's problems, outcome labels, and the learner's data (kept in the stage)."""
     searcher = phase.searcher
-    scorer = WithPolicy(make_scorer, (phase.reward, task))  # built where the search runs, from that policy
-    results = map_problems(SEARCHERS[searcher.name].search, problems, policy, task, scorer,
+    results = map_problems(SEARCHERS[searcher.name].search, problems, policy, task, rewards.process,
                            Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
     label_outcomes(results, problems, rewards.outcome)
     data, extra = LEARNERS[phase.learner].prepare(results, problems, task, policy, phase, seed)

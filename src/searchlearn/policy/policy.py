@@ -83,6 +83,11 @@ class LocalPolicy:
         self.ledger = Ledger()
         self.n_params = model.num_parameters(exclude_embeddings=True)
 
+    def engine_options(self) -> dict:
+        """The engine settings a replica of this policy needs (`LocalPolicy(model, tokenizer, **options)`)."""
+        cache = self.engine.prefix_cache
+        return {"max_batch": self.engine.max_batch, "prefix_cache_tokens": cache.max_tokens if cache else 0}
+
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
 
