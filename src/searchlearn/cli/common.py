@@ -25,10 +25,17 @@ def add_workers(p: argparse.ArgumentParser) -> None:
                    "starting a local one")
 
 
+def add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("native", "vllm"), help="what samples: the project's engine (native, the "
+                   "default) or vLLM, synced with the learner (shorthand for --set policy.backend=NAME)")
+
+
 def worker_overrides(args) -> list[str]:
-    """--workers / --ray-address as config overrides."""
+    """--workers / --ray-address (and --backend native|vllm where it is the sampling backend) as config overrides."""
+    backend = getattr(args, "backend", None)
     return ([f"workers={args.workers}"] if args.workers is not None else []) + \
-        ([f"ray_address=\"{args.ray_address}\""] if args.ray_address else [])
+        ([f"ray_address=\"{args.ray_address}\""] if args.ray_address else []) + \
+        ([f"policy.backend={backend}"] if backend in ("native", "vllm") else [])
 
 
 def config(args) -> DemoConfig:

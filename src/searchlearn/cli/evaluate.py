@@ -39,7 +39,8 @@ def cmd_eval(args) -> None:
     try:
         task = MathTask.from_file(args.data) if task_name == "math" else TASKS[task_name].build(cfg.task)
         test = task.problems("test", cfg.eval.problems, seed=cfg.seed + 1)
-        policy = load_policy(args.model, device=args.device, backend=args.backend)
+        policy = load_policy(args.model, device=args.device, backend=args.backend, vllm=cfg.policy.vllm,
+                             seed=cfg.seed)
     except (MathDataError, UnsupportedCheckpoint) as e:
         print(f"searchlearn eval: {e}", file=sys.stderr)
         sys.exit(2)

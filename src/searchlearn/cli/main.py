@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 from searchlearn.cli import evaluate, reward, search
-from searchlearn.cli.common import add_common, add_workers, config, worker_overrides
+from searchlearn.cli.common import add_backend, add_common, add_workers, config, worker_overrides
 from searchlearn.config import ConfigError
+from searchlearn.policy.vllm_policy import VLLMUnavailable
 from searchlearn.policy.weights import CheckpointError
 from searchlearn.reward.aggregate import AGGREGATES
 from searchlearn.reward.scorers import SCORERS
@@ -68,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="the whole loop on Countdown: init → evaluate → expert iteration → report")
     add_common(p, "runs/demo")
+    add_backend(p)
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("init", help="policy initialization (SFT on reasoning traces) only")
@@ -81,8 +83,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="JSONL file of math problems (GSM8K or MATH form), with --task math")
     p.add_argument("--task", choices=TASKS.names(), help="default: math with --data, else countdown")
     p.add_argument("--budget", type=int, help="samples per problem N (pass@k and maj@k for k = 1, 2, 4, ..., N)")
-    p.add_argument("--backend", choices=("auto", "native", "transformers"), default="auto",
-                   help="the project's engine (native), transformers' generate, or auto (native where it applies)")
+    p.add_argument("--backend", choices=("auto", "native", "transformers", "vllm"), default="auto",
+                   help="the project's engine (native), transformers' generate, auto (native where it applies) or "
+                        "vLLM (settings: --set policy.vllm.KEY=VALUE)")
     p.add_argument("--prompt", choices=("none", "task", "reasoning"), default="task",
                    help="system prompt for chat models: none, the task's instruction, or the reasoning-behaviour "
                         "prompt (prompt-based policy initialization)")
@@ -101,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--aggregate", default="last", choices=list(AGGREGATES), help="how a path's step scores rank it")
     p.add_argument("--width", type=int, default=4, help="beam/DVTS width and MCTS expansion k")
     p.add_argument("--problems", type=int, help="held-out problems (default eval.problems)")
+    add_backend(p)
     p.set_defaults(fn=search.cmd_search)
     p = sub.add_parser("loop", help="rounds of training-time search → reward → learn → evaluate (see configs/)")
     p.add_argument("config_file", metavar="CONFIG", help="YAML file of LoopConfig keys, e.g. configs/loop_ei_bon.yaml")
@@ -109,6 +113,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set phases.0.rounds=3 --set eval.problems=100")
     add_workers(p)
+    add_backend(p)
     p.set_defaults(fn=cmd_loop)
     reward.add_parser(sub)
     return top
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ConfigError, CheckpointError, FileNotFoundError) as e:
+    except (ConfigError, CheckpointError, FileNotFoundError, VLLMUnavailable) as e:
         print(f"searchlearn {args.command}: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -22,7 +22,7 @@ def cmd_search(args) -> None:
                                 temperature=cfg.eval.temperature, seed=cfg.seed)
     except ValueError as e:
         raise ConfigError(str(e)) from e
-    policy = load_policy(args.model, backend="native")
+    policy = load_policy(args.model, backend=cfg.policy.backend, vllm=cfg.policy.vllm, seed=cfg.seed)
     task = DEFAULT_TASK.build(cfg.task)
     test = task.problems("test", args.problems or cfg.eval.problems, seed=cfg.seed + 1)
 

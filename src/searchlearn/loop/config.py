@@ -23,6 +23,7 @@ from searchlearn.learn.ppo import PPOConfig
 from searchlearn.learn.sft import SFTConfig
 from searchlearn.loop.initialize import InitConfig
 from searchlearn.loop.learners import LEARNERS
+from searchlearn.policy.vllm_policy import VLLMOptions
 from searchlearn.report.sinks import SINKS
 from searchlearn.reward.scorers import SCORERS
 from searchlearn.search.evaluate import EvalConfig
@@ -95,6 +96,19 @@ class PhaseConfig:
 
 
 @dataclass
+class PolicyConfig:
+    """What samples: the project's engine (native) or vLLM, which the learner's weights are pushed into after every
+    update (policy/vllm_policy.py); the learner is the project's model either way."""
+
+    backend: str = "native"  # native | vllm
+    vllm: VLLMOptions = field(default_factory=VLLMOptions)  # the vLLM engine's settings
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("native", "vllm"):
+            raise ConfigError(f"policy.backend must be native or vllm, got {self.backend!r}")
+
+
+@dataclass
 class LoopConfig:
     seed: int = 0  # seeds the held-out split (as the demo), each round's problems, searches and learners
     init_from: str | None = "runs/demo/policy"  # starting checkpoint (searchlearn or HF dir); null = initialize here
@@ -106,6 +120,7 @@ class LoopConfig:
     report_to: tuple[str, ...] = ()  # metric sinks beside metrics.jsonl: tensorboard, wandb (report/sinks.py)
     workers: int = 1  # policy replicas on Ray for search, evaluation and rollouts (1 = in-process, no Ray)
     ray_address: str | None = None  # join this Ray cluster (host:port) instead of starting a local one
+    policy: PolicyConfig = field(default_factory=PolicyConfig)  # the sampling backend: native | vllm
 
     def __post_init__(self) -> None:
         phases = []
@@ -121,6 +136,9 @@ class LoopConfig:
             raise ConfigError(f"report_to: unknown sink(s) {unknown}; choose from {', '.join(SINKS)}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.workers > 1 and self.policy.backend == "vllm":
+            raise ConfigError("policy.backend=vllm runs one vLLM engine beside the learner in this process; "
+                              "--workers N replicates the native engine (use one or the other)")
         if self.prompt not in ("none", "task", "reasoning"):
             raise ConfigError(f"prompt must be none, task or reasoning, got {self.prompt!r}")
 

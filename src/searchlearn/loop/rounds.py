@@ -25,12 +25,13 @@ from searchlearn.contracts import Task, TrainablePolicy
 from searchlearn.distributed.runtime import workers
 from searchlearn.distributed.shard import map_problems
 from searchlearn.learn import checkpoint
-from searchlearn.loop.config import LoopConfig, PhaseConfig
+from searchlearn.loop.config import LoopConfig, PhaseConfig, PolicyConfig
 from searchlearn.loop.initialize import initialize
 from searchlearn.loop.learners import LEARNERS, label_outcomes, round_rewards
 from searchlearn.loop.stages import Run
 from searchlearn.policy.hf import UnsupportedCheckpoint, load_policy
 from searchlearn.policy.prompts import format_problems
+from searchlearn.policy.vllm_policy import VLLMPolicy
 from searchlearn.report.build import build_report
 from searchlearn.report.metrics import write_json
 from searchlearn.search.budget import Budget
@@ -54,9 +55,12 @@ def searcher_label(phase: PhaseConfig) -> str:
     return f"{s.name}(n={s.n}" + (f", max_tokens={s.max_tokens})" if s.max_tokens else ")")
 
 
-def load_local(path: str | Path) -> TrainablePolicy:
+def load_local(path: str | Path, backend: PolicyConfig | None = None, seed: int = 0,
+               current: TrainablePolicy | None = None) -> TrainablePolicy:
     """A checkpoint as a trainable policy (the project's engine and model: what the learners train): a searchlearn
-    checkpoint or a Hugging Face Llama/Qwen2/Mistral one; any other is a ConfigError saying why."""
+    checkpoint or a Hugging Face Llama/Qwen2/Mistral one; any other is a ConfigError saying why. With
+    `backend.backend == "vllm"` a vLLM engine samples for it: `current`'s engine when it has one (the checkpoint's
+    weights go into it at the next generate), else a new one."""
     try:
         policy = load_policy(path, backend="native")
     except UnsupportedCheckpoint as e:
@@ -66,7 +70,11 @@ def load_local(path: str | Path) -> TrainablePolicy:
                           "but the loop cannot train it") from e
     if not isinstance(policy, TrainablePolicy):
         raise ValueError(f"{path}: the loop trains the project's own model; this checkpoint loads as {type(policy)}")
-    return policy
+    if backend is None or backend.backend != "vllm":
+        return policy
+    if isinstance(current, VLLMPolicy):
+        return current.adopt(policy)
+    return VLLMPolicy.open(policy, Path(path), backend.vllm, seed=seed)
 
 
 @dataclass
@@ -91,7 +99,7 @@ def train(cfg: LoopConfig, run: Run) -> Trained:
         raise FileNotFoundError(f"init_from {current}: no such checkpoint; run `searchlearn demo` (or `searchlearn "
                                 "init`) first, point init_from at a checkpoint, or set init_from: null to "
                                 "initialize a policy here (init.* settings)")
-    policy = load_local(current)
+    policy = load_local(current, cfg.policy, cfg.seed)
     test = format_problems(task.problems("test", cfg.eval.problems, seed=cfg.seed + 1), policy.tokenizer, task.name,
                            cfg.prompt)
 
@@ -111,7 +119,7 @@ def train(cfg: LoopConfig, run: Run) -> Trained:
         name = f"round{r}"
         learned = _round(r, phase, cfg, run, task, policy)
         if checkpoint.exists(run.ckpt(name)):
-            policy = load_local(run.ckpt(name))
+            policy = load_local(run.ckpt(name), cfg.policy, cfg.seed, current=policy)
         metrics = run.stage(f"eval_{name}", lambda r=r: evaluation(r))["metrics"]
         rows.append({"round": r, "learner": phase.learner, "searcher": searcher_label(phase), **headline(metrics, ks),
                      "train_generated_tokens": learned["train_generated_tokens"],

@@ -88,6 +88,14 @@ def token_texts(tokenizer, vocab: int) -> list[str]:
     return texts
 
 
+def stop_token_ids(tokenizer, vocab: int | None, stops: tuple[str, ...]) -> frozenset[int]:
+    """Ids (below the model's `vocab`) of the tokens whose text contains a stop string: a set lookup per sampled
+    token (the vocabulary is decoded once per tokenizer, `token_texts`)."""
+    vocab = min(getattr(tokenizer, "vocab_size", None) or 1 << 62, vocab or 1 << 62)
+    texts = token_texts(tokenizer, vocab)[:vocab]
+    return frozenset(t for t, text in enumerate(texts) if any(s in text for s in stops))
+
+
 class Engine:
     """generate(prompt_ids, SamplingParams) -> list[Completion], prompt-major (all n samples of prompt 0 first).
 
@@ -125,12 +133,9 @@ class Engine:
 
     # -- stop strings -------------------------------------------------------------------------------------------
     def stop_token_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
-        """Ids of the tokens whose text contains a stop string: a set lookup per sampled token (cached per tuple;
-        the vocabulary is decoded once per tokenizer, `token_texts`)."""
+        """`stop_token_ids` for this engine's tokenizer and model, cached per tuple."""
         if stops not in self._stop_ids:
-            vocab = min(getattr(self.tokenizer, "vocab_size", None) or 1 << 62, self.model.config.vocab_size)
-            texts = token_texts(self.tokenizer, vocab)[:vocab]
-            self._stop_ids[stops] = frozenset(t for t, text in enumerate(texts) if any(s in text for s in stops))
+            self._stop_ids[stops] = stop_token_ids(self.tokenizer, self.model.config.vocab_size, stops)
         return self._stop_ids[stops]
 
     def _text_hit(self, tokens: list[int], stops: tuple[str, ...], window: int) -> bool:

@@ -32,10 +32,11 @@ from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.policy.transformers_policy import TransformersPolicy
+from searchlearn.policy.vllm_policy import VLLMOptions, VLLMPolicy, import_vllm
 from searchlearn.policy.weights import load_state_dict, read_json, reading, weight_files
 
 NATIVE_FAMILIES = ("llama", "qwen2", "mistral")  # model_types the project's own model covers
-BACKENDS = ("auto", "native", "transformers")
+BACKENDS = ("auto", "native", "transformers", "vllm")
 
 
 class UnsupportedCheckpoint(ValueError):
@@ -100,14 +101,21 @@ def load_tokenizer(directory: Path):
 
 
 def load_policy(path: str | Path, device: str = "cpu", dtype: torch.dtype | None = torch.float32,
-                backend: str = "auto", max_batch: int = 256):
+                backend: str = "auto", max_batch: int = 256, vllm: VLLMOptions | None = None, seed: int = 0):
     """A Policy for a local checkpoint: a directory (config.json + weights + tokenizer) or a `.gguf` file.
 
     backend: "auto" (the project's engine for Llama/Qwen2/Mistral, transformers for anything else), "native"
-    (the project's engine or an error), "transformers" (always the transformers-backed policy).
+    (the project's engine or an error), "transformers" (always the transformers-backed policy), "vllm" (vLLM
+    samples, `vllm` its settings and `seed` its global seed; the "auto" policy learns: policy/vllm_policy.py).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "vllm":
+        import_vllm()  # before loading anything: the error names the install command
+        learner = load_policy(path, device, dtype, "auto", max_batch)
+        if not Path(path).expanduser().is_dir():
+            raise ValueError(f"{path}: the vllm backend loads a checkpoint directory, not a .gguf file")
+        return VLLMPolicy.open(learner, Path(path).expanduser(), vllm, device, seed)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory or .gguf file")
