@@ -8,7 +8,9 @@ running engine (and its prefix cache is dropped), a GRPO loop round runs end to 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -21,11 +23,13 @@ from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM  # noqa: E402
 from searchlearn.policy.policy import LocalPolicy  # noqa: E402
 from searchlearn.policy.tiny import spread_weights, tiny_checkpoint  # noqa: E402
 from searchlearn.policy.tokenizer import TaskTokenizer  # noqa: E402
-from searchlearn.policy.vllm_policy import VLLMOptions  # noqa: E402
+from searchlearn.policy.vllm_policy import VLLMOptions, on_gpu  # noqa: E402
 from searchlearn.tasks.countdown import WORDS  # noqa: E402
 from searchlearn.types import SamplingParams  # noqa: E402
 
 TOL = 1e-3
+DEVICE = os.environ.get("SEARCHLEARN_TEST_DEVICE", "cpu")  # the learner's; vLLM uses the GPU wherever it has one
+OPTIONS = VLLMOptions(dtype="float32", gpu_memory_utilization=0.1)  # parity in float32; several engines on one GPU
 PROMPTS = ["3 7 25 -> 46\n", "4 9 -> 36\n", "2 5 8 -> 18\n", "6 6 -> 12\n"]
 LONG = "1 2 3 4 5 6 7 8 9 -> 45\n" * 6  # > 2 vLLM blocks of 32 tokens: cached across calls
 
@@ -44,6 +48,10 @@ def task_checkpoint(directory, seed: int = 0):
     return directory
 
 
+def open_vllm(directory, **options):
+    return load_policy(directory, backend="vllm", device=DEVICE, vllm=dataclasses.replace(OPTIONS, **options))
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     return task_checkpoint(tmp_path_factory.mktemp("task"))
@@ -52,7 +60,7 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pair(checkpoint):
     """(vLLM policy, native policy) on the same checkpoint."""
-    return load_policy(checkpoint, backend="vllm"), load_policy(checkpoint, backend="native")
+    return open_vllm(checkpoint), load_policy(checkpoint, backend="native", device=DEVICE)
 
 
 def assert_same(a, b):
@@ -116,7 +124,7 @@ def test_prefix_cache_hits_are_charged_as_not_prefilled(pair):
 def test_a_learner_step_reaches_the_running_engine(tmp_path):
     """One Adam step at lr 0.05: the engine's logprobs follow the learner's new weights, not the old ones, and
     the prefix cache (K/V of the old weights) is dropped."""
-    policy = load_policy(task_checkpoint(tmp_path), backend="vllm")
+    policy = open_vllm(task_checkpoint(tmp_path))
     params = SamplingParams(temperature=0, max_new_tokens=12)
     prompts = [LONG + p for p in PROMPTS]
     ids = policy.encode_prompts(prompts)
@@ -146,7 +154,7 @@ def test_a_learner_step_reaches_the_running_engine(tmp_path):
 def test_hf_checkpoint_stops_on_strings_spanning_tokens(tmp_path):
     """A Qwen2 checkpoint with its own tokenizer (vLLM's stop strings): "\\n\\n" is one token or two newlines."""
     directory = tiny_checkpoint(tmp_path, "qwen2", num_attention_heads=2, num_key_value_heads=1)
-    vllm_policy, native = load_policy(directory, backend="vllm"), load_policy(directory, backend="native")
+    vllm_policy, native = open_vllm(directory), load_policy(directory, backend="native", device=DEVICE)
     prompts = ["What is 7 * 6?\n", "Natalia sold 48 clips.\n\n", "a\nb\n"]
     for stop in (("\n\n",), ("\n", "7")):
         params = SamplingParams(temperature=0, max_new_tokens=48, stop=stop)
@@ -155,12 +163,17 @@ def test_hf_checkpoint_stops_on_strings_spanning_tokens(tmp_path):
 
 def test_bad_input_is_a_clear_error(checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="exceeds the model's context"):
-        load_policy(checkpoint, backend="vllm", vllm=VLLMOptions(max_model_len=4096))
-    policy = load_policy(checkpoint, backend="vllm", vllm=VLLMOptions(max_model_len=64))
+        open_vllm(checkpoint, max_model_len=4096)
+    policy = open_vllm(checkpoint, max_model_len=64)
     with pytest.raises(ValueError, match="no room to generate within max_model_len=64"):
         policy.generate([LONG * 2], SamplingParams(max_new_tokens=4))
     alien = task_checkpoint(tmp_path)
     config = json.loads((alien / "config.json").read_text())
     (alien / "config.json").write_text(json.dumps({**config, "architectures": ["SearchlearnToyForCausalLM"]}))
     with pytest.raises(ConfigError, match="vLLM cannot serve this checkpoint.*SearchlearnToyForCausalLM"):
-        load_policy(alien, backend="vllm")
+        open_vllm(alien)
+    if not on_gpu():  # head size 16: vLLM's CPU kernels have none, and would fail at the first generate
+        config["num_attention_heads"], config["num_key_value_heads"] = 4, 2  # the same weight shapes
+        (alien / "config.json").write_text(json.dumps({**config, "head_dim": 16}))
+        with pytest.raises(ConfigError, match=r"CPU attention supports head sizes \[32, .*this model's is 16"):
+            open_vllm(alien)

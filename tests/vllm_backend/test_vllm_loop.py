@@ -19,6 +19,7 @@ pytest.importorskip("vllm")
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = str(ROOT / "configs" / "loop_quick.yaml")
 VLLM_SIZE = ["--set", "init.model.num_attention_heads=2", "--set", "init.model.num_key_value_heads=1"]  # head_dim 32
+VLLM_OPTIONS = ["--set", "policy.vllm.dtype=float32", "--set", "policy.vllm.gpu_memory_utilization=0.1"]  # as native
 EVAL = ["--set", "task.k=2", "--set", "eval.problems=16", "--set", "sweep_problems=0", "--set", "eval.samples=4", "--set", "eval.ks=[1,4]",
         "--set", "eval.max_new_tokens=128"]  # the loop_quick config's held-out evaluation
 
@@ -32,7 +33,7 @@ def searchlearn(*args: str) -> subprocess.CompletedProcess:
 def test_grpo_round_with_the_vllm_backend(tmp_path):
     out = tmp_path / "loop"
     proc = searchlearn("loop", QUICK, "--out", str(out), "--backend", "vllm", "--set", "phases.0.rounds=0",
-                       *VLLM_SIZE)
+                       *VLLM_SIZE, *VLLM_OPTIONS)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     rows = metrics["rounds"]
@@ -46,7 +47,7 @@ def test_grpo_round_with_the_vllm_backend(tmp_path):
     evals = {}
     for backend in ("native", "vllm"):
         proc = searchlearn("eval", "--model", str(out / "policy"), "--out", str(tmp_path / backend), "--backend",
-                           backend, *EVAL)
+                           backend, *EVAL, *VLLM_OPTIONS)
         assert proc.returncode == 0, proc.stderr[-3000:]
         evals[backend] = json.loads((tmp_path / backend / "metrics.json").read_text())["metrics"]
     assert evals["vllm"]["pass@1"] == evals["native"]["pass@1"] == rows[-1]["pass@1"]

@@ -35,7 +35,8 @@ import torch
 from searchlearn import progress
 from searchlearn.config import ConfigError
 from searchlearn.distributed.shard import bind, shards
-from searchlearn.distributed.weights import fingerprint, from_arrays, to_arrays
+from searchlearn.distributed.weights import from_arrays, to_arrays
+from searchlearn.policy.weights import fingerprint
 from searchlearn.types import Ledger, Problem
 
 

@@ -32,9 +32,3 @@ def from_arrays(arrays: dict[str, tuple[np.ndarray, str]]) -> dict[str, torch.Te
             t = torch.from_numpy(array)
             out[name] = t.view(getattr(torch, dtype)) if t.dtype != getattr(torch, dtype) else t
     return out
-
-
-def fingerprint(model: torch.nn.Module) -> tuple:
-    """Changes whenever a parameter is written in place (an optimizer step, load_state_dict) or replaced: every
-    in-place op bumps a tensor's `_version` (the counter autograd checks), so no weights are read or hashed."""
-    return (id(model),) + tuple((p.data_ptr(), p._version) for p in model.parameters())

@@ -115,7 +115,7 @@ def load_policy(path: str | Path, device: str = "cpu", dtype: torch.dtype | None
         learner = load_policy(path, device, dtype, "auto", max_batch)
         if not Path(path).expanduser().is_dir():
             raise ValueError(f"{path}: the vllm backend loads a checkpoint directory, not a .gguf file")
-        return VLLMPolicy.open(learner, Path(path).expanduser(), vllm, device, seed)
+        return VLLMPolicy.open(learner, Path(path).expanduser(), vllm, seed)
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such model directory or .gguf file")

