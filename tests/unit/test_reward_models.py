@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from searchlearn.learn.losses import bce_loss, bradley_terry_loss, mse_loss
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
+from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM, sequence_logprobs
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.labels import StepLabels
@@ -16,10 +16,12 @@ from searchlearn.reward.models import (
     RewardModel,
     RewardTrainConfig,
     encode_steps,
+    held_out_loss,
     loss_of,
     make_examples,
     train_reward,
 )
+from searchlearn.reward.pipeline import split_by_problem, with_gold_labels
 from searchlearn.reward.quality import auc, first_error
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.tasks.countdown import WORDS, CountdownTask
@@ -142,3 +144,97 @@ def test_gap_closed_by_hand():
     assert gap_closed(result, "worse") == pytest.approx(-0.1)
     result["_data"]["pass@16"] = 0.1  # no gap between voting and the oracle
     assert gap_closed(result, "selfeval") is None
+
+
+def two_block_model():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                        bos_token_id=TOK.bos_id, eos_token_id=TOK.eos_id, pad_token_id=TOK.pad_id))
+
+
+@pytest.mark.parametrize("backbone, moved", [("frozen", set()), ("last:1", {"layers.1", "norm"}),
+                                             ("full", {"embed_tokens", "layers.0", "layers.1", "norm"})])
+def test_backbone_setting_decides_which_weights_train(backbone, moved):
+    """The head always trains; a frozen backbone stays bit-identical; last:1 moves only the last block and the norm."""
+    model = RewardModel(two_block_model(), "prm")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train_reward(model, make_examples(TOK, labels(), "prm"), RewardTrainConfig(steps=3, batch_size=2, lr=1e-2,
+                                                                               backbone=backbone), TOK.pad_id)
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert {k for k in changed if "lm_head" in k} == {"body.net.lm_head.weight", "body.net.lm_head.bias"}
+    names = [k.removeprefix("body.net.model.").split(".") for k in changed if "lm_head" not in k]
+    assert {".".join(n[:2]) if n[0] == "layers" else n[0] for n in names} == moved
+    assert all(p.requires_grad for p in model.parameters())  # training leaves nothing frozen behind
+
+
+def test_unknown_backbone_setting_is_an_error():
+    with pytest.raises(ValueError, match="full, frozen or last:K"):
+        RewardTrainConfig(backbone="last:x")
+    with pytest.raises(ValueError, match="1 <= K <= 2"):
+        train_reward(RewardModel(two_block_model(), "prm"), make_examples(TOK, labels(), "prm"),
+                     RewardTrainConfig(steps=1, backbone="last:3"), TOK.pad_id)
+
+
+def test_early_stopping_ends_with_the_lowest_held_out_loss():
+    """Held-out examples with the opposite labels: training on the others raises their loss, so the best is the
+    start (step 0) and the model ends there, with the loss it reports."""
+    model = RewardModel(two_block_model(), "prm")
+    train = make_examples(TOK, labels(), "prm")
+    flipped = [StepLabels(r.problem, r.steps, [1 - h for h in r.hard], [1 - s for s in r.soft], 1 - r.outcome)
+               for r in labels()]
+    held = make_examples(TOK, flipped, "prm")
+    start = held_out_loss(model, held, TOK.pad_id)
+    stats = train_reward(model, train, RewardTrainConfig(steps=20, batch_size=2, lr=1e-2, eval_every=5),
+                         TOK.pad_id, held_out=held)
+    assert stats["best_step"] == 0 and stats["held_out_loss"] == pytest.approx(start)
+    assert held_out_loss(model, held, TOK.pad_id) == pytest.approx(start, abs=1e-6)
+
+
+def test_held_out_split_keeps_problems_apart_and_gold_labels_replace_mc():
+    problems = [Problem(f"p{i}", P.prompt, P.data) for i in range(10)]
+    rows = [StepLabels(p, ["7*3=21 | 25 21\n"], [1.0], [0.5], 0.0) for p in problems for _ in range(3)]
+    train, held = split_by_problem(rows, 0.3, seed=1)
+    assert len(held) == 9 and len(train) == 21
+    assert not {r.problem.id for r in train} & {r.problem.id for r in held}
+    gold = with_gold_labels(labels(), TASK)
+    # 7*3=21 then 25+21=46 solves it: every step good; 25-7=18 leaves 3 18, which cannot reach 46
+    assert [g.soft for g in gold] == [[1.0, 1.0], [0.0]] and [g.hard for g in gold] == [[1.0, 1.0], [0.0]]
+    assert [g.outcome for g in gold] == [r.outcome for r in labels()]
+
+
+def test_implicit_prm_q_is_beta_times_the_running_log_ratio(tmp_path):
+    """q_t = β Σ_{start ≤ i ≤ t} log πφ(x_i|x_<i) − log πref(x_i|x_<i): zero while πφ = πref and before the completion;
+    by hand against the two models' own log-probs once πφ moves; scores survive save/load with β."""
+    tied = policy_model()
+    tied.config.tie_word_embeddings = True
+    tied.tie_weights()  # as the demo's policy: the LM head is the embedding (saved once)
+    model = RewardModel(tied, "implicit", beta=0.5)
+    ex = make_examples(TOK, labels(), "orm")[0]
+    ids = torch.tensor([ex.ids])
+    assert torch.equal(model(ids, starts=torch.tensor([ex.start])), torch.zeros(1, len(ex.ids)))
+    with torch.no_grad():
+        for p in model.body.net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    q = model(ids, starts=torch.tensor([ex.start]))[0]  # (T,)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ratio = (sequence_logprobs(model.body.net, ids, mask) - sequence_logprobs(model.body.ref, ids, mask))[0]
+    want = [0.0] * ex.start + [0.5 * float(ratio[ex.start - 1 : t].sum()) for t in range(ex.start, len(ex.ids))]
+    assert q.tolist() == pytest.approx(want, abs=1e-5)
+    model.save(tmp_path, TOK)
+    back = LearnedScorer.load(tmp_path, TASK)
+    steps = labels()[0].steps
+    direct = LearnedScorer(model, TOK, TASK)([P], ["".join(steps)])[0]
+    assert back([P], ["".join(steps)])[0] == pytest.approx(direct) and back.model.body.beta == 0.5
+    assert direct == pytest.approx([torch.sigmoid(q[e]).item() for e in encode_steps(TOK, P.prompt, steps)[1]])
+
+
+def test_implicit_prm_learns_outcomes_from_outcome_labels_only():
+    model = RewardModel(policy_model(), "implicit", beta=0.1)
+    data = make_examples(TOK, labels(), "orm")
+    train_reward(model, data, RewardTrainConfig(steps=15, batch_size=2, lr=3e-3), TOK.pad_id)
+    ends = [model(torch.tensor([e.ids]), starts=torch.tensor([e.start]))[0, e.positions[-1]].item() for e in data]
+    assert ends[0] > 0.3 and ends[1] < -0.3  # the solved solution's q rose, the failed one's fell
+    assert all(not p.requires_grad for p in model.body.ref.parameters())  # πref stays frozen after training

@@ -22,6 +22,7 @@ import torch
 
 from searchlearn import progress
 from searchlearn.cli.common import add_common, config
+from searchlearn.config import ConfigError
 from searchlearn.loop.adversarial import adversarial_rounds
 from searchlearn.policy.hf import load_policy
 from searchlearn.report.metrics import write_json
@@ -37,6 +38,7 @@ from searchlearn.reward.pipeline import (
     label_solutions,
     load_labels,
     save_labels,
+    with_gold_labels,
 )
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.selfeval import SelfEvalScorer
@@ -94,15 +96,26 @@ def run_training(args, cfg) -> dict:
     if agreement["soft_auc"] is not None:
         print(f"MC labels vs gold: AUC {agreement['soft_auc']:.3f} (soft), {agreement['hard_auc']:.3f} (hard) over "
               f"{agreement['steps']} steps")
-    tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed)
-    model, stats = fit(policy, labels, args.kind, args.labels, tcfg, args.margin,
-                       log=lambda r: progress.say(json.dumps(r)))
-    name = args.name or (args.kind if args.kind in ("orm",) else f"{args.kind}_{args.labels}")
-    meta = {"name": name, "label": args.labels, "aggregate": args.aggregate, "policy": str(args.model),
-            "label_agreement": agreement,
+    if args.gold_labels:  # the diagnostic: the architecture's ceiling when the labels are exact
+        labels = with_gold_labels(labels, task)
+    backbones = [b for b in args.backbone.split(",") if b]
+    try:
+        tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed,
+                                 backbone=backbones[0])
+        model, stats = fit(policy, labels, args.kind, args.labels, tcfg, args.margin,
+                           log=lambda r: progress.say(json.dumps(r)), held_out=args.held_out, backbones=backbones)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    name = args.name or (args.kind if args.kind in ("orm", "implicit") else f"{args.kind}_{args.labels}")
+    name += "_gold" if args.gold_labels and not args.name else ""
+    meta = {"name": name, "label": "gold" if args.gold_labels else args.labels, "aggregate": args.aggregate,
+            "policy": str(args.model), "label_agreement": agreement,
             "examples": stats["examples"], "solutions": len(labels), "train": stats}
     model.save(out, policy.tokenizer, meta)
-    print(f"reward model {name} ({stats['examples']} examples) at {out}: final loss {stats['loss']:.4f}")
+    held = "" if stats["held_out_loss"] is None else (
+        f", held-out loss {stats['held_out_loss']:.4f} at step {stats['best_step']} with backbone {stats['backbone']} "
+        f"(of {', '.join(f'{b} {v:.4f}' for b, v in stats['backbones'].items())})")
+    print(f"reward model {name} ({stats['examples']} examples) at {out}: final loss {stats['loss']:.4f}{held}")
     return meta
 
 
@@ -118,7 +131,9 @@ def run_evaluation(args, cfg) -> dict:
     for directory in args.rm:
         scorer = LearnedScorer.load(directory, task)
         meta = json.loads((Path(directory) / "reward_config.json").read_text())
-        scorers[meta.get("name") or Path(directory).name] = (scorer, args.aggregate or scorer.how)
+        name = meta.get("name") or Path(directory).name
+        name = Path(directory).name if name in scorers else name  # two models of one kind: their directories
+        scorers[name] = (scorer, args.aggregate or scorer.how)
     result = evaluate_rewards(policy, task, problems, n, scorers, args.max_new_tokens, cfg.seed + 2, args.bins,
                               on_scorer=lambda name: progress.say(f"reward eval: {name}"))
     out = Path(args.out)
@@ -159,6 +174,12 @@ def add_parser(sub):
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-4)
     t.add_argument("--margin", type=float, default=0.5, help="PPM: least Q difference of a sibling pair")
+    t.add_argument("--backbone", default="full", help="what trains under the head: full, frozen (the head only) or "
+                   "last:K (the last K blocks); a comma list trains each and keeps the lowest held-out loss")
+    t.add_argument("--held-out", type=float, default=0.2, help="share of the labelled problems held out: their "
+                   "loss stops training early and picks the backbone (0: none)")
+    t.add_argument("--gold-labels", action="store_true", help="diagnostic: train on the task's exact step labels of "
+                   "the same solutions instead of MC labels (the architecture's ceiling)")
     t.add_argument("--aggregate", choices=list(AGGREGATES), default="min",
                    help="how the saved scorer turns step scores into a solution score")
     t.add_argument("--name", help="the model's name in reward_eval.json (default kind_labels)")

@@ -69,9 +69,11 @@ class RewardStageConfig:
     problems: int = 16  # training problems whose sampled solutions get Monte-Carlo step labels (0 = no stage)
     samples: int = 4  # solutions sampled per training problem
     rollouts: int = 4  # M completions per step prefix (hard label: any correct; soft: the fraction)
-    models: tuple[str, ...] = ("prm_soft", "orm", "ppm_soft")  # heads to train: KIND_LABEL (+ prm_hard, value_soft)
+    models: tuple[str, ...] = ("prm_soft", "orm", "ppm_soft")  # heads: KIND_LABEL (+ prm_hard, value_soft, implicit)
     aggregate: str = "min"  # how a learned model's step scores rank a solution (last | min | prod | mean)
     train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=50))  # each head's training
+    held_out: float = 0.2  # share of the labelled problems held out: early stopping and the choice of backbone
+    backbones: tuple[str, ...] = ()  # full | frozen | last:K to choose from by held-out loss (empty: train.backbone)
     eval_problems: int = 16  # held-out problems of the reward evaluation
     eval_samples: int = 16  # N solutions per held-out problem: rerank@N against maj@N and pass@N
 
@@ -82,6 +84,13 @@ class RewardStageConfig:
                 raise ConfigError(f"reward.models: {name!r} is not KIND_LABEL ({'|'.join(KINDS.names())}, soft|hard)")
         if min(self.samples, self.rollouts, self.eval_problems, self.eval_samples) < 1 or self.problems < 0:
             raise ConfigError("reward: problems >= 0; samples, rollouts, eval_problems, eval_samples >= 1")
+        if not 0 <= self.held_out < 1:
+            raise ConfigError(f"reward.held_out must be in [0, 1), got {self.held_out}")
+        for backbone in self.backbones:
+            try:
+                RewardTrainConfig(backbone=backbone)
+            except ValueError as e:
+                raise ConfigError(f"reward.backbones: {e}") from e
 
 
 @dataclass
@@ -207,7 +216,8 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     for name in rc.models:
         kind, _, label = name.partition("_")
         try:
-            model, stats = fit(policy, labels, kind, label or "soft", rc.train, log=run.log)
+            model, stats = fit(policy, labels, kind, label or "soft", rc.train, log=run.log, held_out=rc.held_out,
+                               backbones=rc.backbones)
         except ValueError as e:  # no training examples (PPM: no sibling pair with a margin): reported, not fatal
             trained_stats[name] = {"skipped": str(e)}
             progress.say(f"reward models: {name} skipped: {e}")

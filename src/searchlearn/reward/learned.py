@@ -49,7 +49,8 @@ class LearnedScorer:
             steps = [s.text for s in x] if not isinstance(x, str) else self.task.steps(x)
             ids, ends = encode_steps(self.tokenizer, p.prompt, [s for s in steps if s])
             keep = [e for e in ends if e < self.max_length]  # steps past the context: scored as the last that fits
-            items.append((ids[: self.max_length], keep, len(ends)))
+            start = len(ids) - sum(len(self.tokenizer.encode(s)) for s in steps if s)  # where the completion begins
+            items.append((ids[: self.max_length], keep, len(ends), start))
         out: list[list[float]] = []
         device = next(self.model.parameters()).device
         for start in range(0, len(items), self.batch_size):
@@ -58,10 +59,11 @@ class LearnedScorer:
             scores = []
             if nonempty:
                 ids, mask = pad_batch([it[0] for it in nonempty], self.tokenizer.pad_id, device)
-                probs = self.model.probability(self.model(ids, mask)).cpu()  # (B, T)
+                starts = torch.tensor([it[3] for it in nonempty], device=device)
+                probs = self.model.probability(self.model(ids, mask, starts)).cpu()  # (B, T)
                 self.ledger.charge_reward(int(mask.sum()), self.model.n_params)
                 scores = iter(probs.tolist())
-            for ids_, keep, n_steps in chunk:
+            for ids_, keep, n_steps, _ in chunk:
                 if not n_steps:
                     out.append([])
                     continue
@@ -86,6 +88,6 @@ class LearnedScorer:
     def _prompt_value(self, problem: Problem) -> float:
         ids, _ = encode_steps(self.tokenizer, problem.prompt, [])
         device = next(self.model.parameters()).device
-        raw = self.model(torch.tensor([ids], device=device))
+        raw = self.model(torch.tensor([ids], device=device), starts=torch.tensor([len(ids)], device=device))
         self.ledger.charge_reward(len(ids), self.model.n_params)
         return float(self.model.probability(raw)[0, -1])

@@ -6,6 +6,10 @@
   * value — V(prefix) at every step end, squared error on soft MC labels (the critic of PPO, the value of MCTS).
   * PPM — process preference model: Bradley–Terry −log σ(r⁺ − r⁻) on sibling steps chosen by Q margin (rStar-Math,
     Guan et al. 2025).
+  * implicit — a PRM trained on outcome labels only (Yuan et al. 2024, "Free Process Rewards without Process
+    Labels"; PRIME, Cui et al. 2025): the outcome reward is parameterized as r = β log πφ(y|x)/πref(y|x) and trained
+    with BCE, and then q_t = β Σ_{i≤t} log πφ(y_i|y_<i)/πref(y_i|y_<i) is the value after token t: σ(q) at each step
+    end is the step's score. πφ starts as the policy, πref is the policy, frozen (`implicit.ImplicitBody`).
 
 The network is `learn.ppo.ValueModel` — the policy's decoder (a copy, or shared) under an nn.Linear(D, 1) head —
 wrapped with its kind, its save/load and the step-end bookkeeping. Losses are pure (tensors in, loss + stats out).
@@ -30,6 +34,7 @@ from searchlearn.policy.heads import ValueModel
 from searchlearn.policy.model import CONFIG_NAME, LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import encode_prompts, pad_batch
 from searchlearn.registry import Registry
+from searchlearn.reward.implicit import ImplicitBody
 from searchlearn.reward.labels import q_margin_pairs
 
 WEIGHTS = "reward_model.safetensors"
@@ -40,14 +45,21 @@ META = "reward_config.json"
 class RewardModel(nn.Module):
     """(B, T) ids -> (B, T) raw head outputs r_t; `probability` maps them to scores (σ, or the value itself)."""
 
-    def __init__(self, policy_model: LlamaForCausalLM, kind: str = "prm", share_backbone: bool = False):
+    def __init__(self, policy_model: LlamaForCausalLM, kind: str = "prm", share_backbone: bool = False,
+                 beta: float = 0.05):
         super().__init__()
         KINDS[kind]  # an unknown kind is an error that lists the valid ones
         self.kind = kind
-        self.body = ValueModel(policy_model, share_backbone)
+        self.body = ImplicitBody(policy_model, beta) if kind == "implicit" else ValueModel(policy_model,
+                                                                                            share_backbone)
         self.config: LlamaConfig = policy_model.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                starts: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) raw outputs; `starts` (B,), where each completion begins, matters to the implicit PRM only (its
+        q sums the log-ratios of the completion's tokens)."""
+        if self.kind == "implicit":
+            return self.body(input_ids, attention_mask, starts)
         return self.body(input_ids, attention_mask)  # (B, T)
 
     def probability(self, raw: torch.Tensor) -> torch.Tensor:
@@ -56,15 +68,18 @@ class RewardModel(nn.Module):
 
     @property
     def n_params(self) -> int:
-        return self.body.net.num_parameters(exclude_embeddings=True)
+        """Non-embedding parameters read per token (the implicit PRM runs πφ and πref)."""
+        return self.body.net.num_parameters(exclude_embeddings=True) * (2 if self.kind == "implicit" else 1)
 
     def save(self, directory: str | Path, tokenizer=None, extra: dict | None = None) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if not (self.kind == "implicit" and self.config.tie_word_embeddings and k.endswith("lm_head.weight"))}
+        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt"})  # a tied LM head: once, as embedding
         (directory / CONFIG_NAME).write_text(json.dumps(self.config.to_hf_dict(), indent=2))
-        (directory / META).write_text(json.dumps({"kind": self.kind, **(extra or {})}, indent=1))
+        beta = {"beta": self.body.beta} if self.kind == "implicit" else {}
+        (directory / META).write_text(json.dumps({"kind": self.kind, **beta, **(extra or {})}, indent=1))
         if tokenizer is not None:
             tokenizer.save(directory)
         return directory
@@ -79,19 +94,28 @@ class RewardModel(nn.Module):
         config = LlamaConfig.from_dict(json.loads((directory / CONFIG_NAME).read_text()))
         with torch.device("meta"):
             shell = LlamaForCausalLM(config)
-            model = cls(shell, meta["kind"])
-        model.load_state_dict(load_file(str(directory / WEIGHTS)), assign=True)
+            model = cls(shell, meta["kind"], beta=meta.get("beta", 0.05))
+        result = model.load_state_dict(load_file(str(directory / WEIGHTS)), assign=True, strict=False)
+        tied = {k for k in result.missing_keys if model.kind == "implicit" and k.endswith("lm_head.weight")}
+        if set(result.missing_keys) - tied or result.unexpected_keys:
+            raise ValueError(f"{directory / WEIGHTS}: missing {sorted(set(result.missing_keys) - tied)[:3]}, "
+                             f"unexpected {result.unexpected_keys[:3]}")
+        if model.kind == "implicit":  # πφ and πref: LMs whose head may be tied to the embedding
+            model.body.net.tie_weights()
+            model.body.ref.tie_weights()
         return model.eval(), meta
 
 
 # -- examples: token ids with the positions that carry a label -----------------------------------------------------
 @dataclass
 class Example:
-    """`ids` = prompt + completion tokens; the head at `positions[j]` (a step's last token) is trained on targets[j]."""
+    """`ids` = prompt + completion tokens; the head at `positions[j]` (a step's last token) is trained on targets[j];
+    the completion starts at `start`."""
 
     ids: list[int]
     positions: list[int]
     targets: list[float]
+    start: int = 1
 
 
 def encode_steps(tokenizer, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -114,6 +138,7 @@ def make_examples(tokenizer, labels, kind: str, label: str = "soft", max_length:
         if not r.steps:
             continue
         ids, ends = encode_steps(tokenizer, r.problem.prompt, r.steps)
+        start = len(encode_steps(tokenizer, r.problem.prompt, [])[0])
         targets = [r.outcome] if kind == "orm" else list(r.soft if label == "soft" else r.hard)
         positions = [ends[-1]] if kind == "orm" else ends
         if max_length is not None:
@@ -122,7 +147,7 @@ def make_examples(tokenizer, labels, kind: str, label: str = "soft", max_length:
                 continue
             positions, targets = [positions[j] for j in keep], [targets[j] for j in keep]
             ids = ids[: positions[-1] + 1]
-        out.append(Example(ids, positions, targets))
+        out.append(Example(ids, positions, targets, start))
     return out
 
 
@@ -142,7 +167,7 @@ def head_at(model: RewardModel, examples: Sequence[Example], pad_id: int) -> tup
     """(raw head outputs, targets), flattened over every labelled position of the batch, (N,) each."""
     device = next(model.parameters()).device
     ids, mask = pad_batch([e.ids for e in examples], pad_id, device)
-    raw = model(ids, mask)  # (B, T)
+    raw = model(ids, mask, torch.tensor([e.start for e in examples], device=device))  # (B, T)
     rows = torch.tensor([i for i, e in enumerate(examples) for _ in e.positions], device=device)
     cols = torch.tensor([p for e in examples for p in e.positions], device=device)
     targets = torch.tensor([t for e in examples for t in e.targets], device=device)
@@ -188,6 +213,7 @@ KINDS: Registry[HeadKind] = Registry("reward model kind", {
     "prm": HeadKind(_labelled("prm"), _pointwise(bce_loss), torch.sigmoid),  # MC label at every step end
     "value": HeadKind(_labelled("value"), _pointwise(mse_loss), lambda raw: raw.clamp(0.0, 1.0)),  # V regression
     "ppm": HeadKind(_sibling_pairs, _pairwise, torch.sigmoid),  # Bradley–Terry on siblings; σ is monotone in r
+    "implicit": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid),  # outcome BCE on β log πφ/πref
 })
 
 
@@ -199,11 +225,40 @@ class RewardTrainConfig(TrainConfig):
     warmup_steps: int = 10  # linear warm-up
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
     log_every: int = 20  # steps between logged records
+    backbone: str = "full"  # what trains under the head: full | frozen (the head only) | last:K (the last K blocks)
+    eval_every: int = 10  # with held-out examples: steps between held-out losses (the best state is kept)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+        if self.batch_size < 1 or self.eval_every < 1:
+            raise ValueError("batch_size and eval_every must be >= 1")
+        trained_blocks(self.backbone, 1 << 30)  # an unknown setting is an error now, not after labelling
+
+
+def trained_blocks(backbone: str, layers: int) -> int:
+    """How many of the last decoder blocks train under `backbone`: full → all, frozen → 0, last:K → K."""
+    if backbone == "full":
+        return layers
+    if backbone == "frozen":
+        return 0
+    kind, _, k = backbone.partition(":")
+    if kind != "last" or not k.isdigit() or not 1 <= int(k) <= layers:
+        raise ValueError(f"backbone must be full, frozen or last:K with 1 <= K <= {layers} blocks, got {backbone!r}")
+    return int(k)
+
+
+def freeze(model: RewardModel, backbone: str) -> None:
+    """Set which weights train: the head always; the final norm and the last K blocks for last:K (all for full);
+    nothing else. Frozen weights keep the policy's features, so a few hundred labels cannot overwrite them."""
+    decoder = model.body.net.model
+    k = trained_blocks(backbone, len(decoder.layers))
+    for p in decoder.parameters():
+        p.requires_grad_(backbone == "full")
+    if 0 < k:
+        for block in decoder.layers[len(decoder.layers) - k :]:
+            block.requires_grad_(True)
+        decoder.norm.requires_grad_(True)
+    model.body.net.lm_head.requires_grad_(True)
 
 
 def loss_of(model: RewardModel, batch: Sequence, pad_id: int) -> tuple[torch.Tensor, dict]:
@@ -211,14 +266,35 @@ def loss_of(model: RewardModel, batch: Sequence, pad_id: int) -> tuple[torch.Ten
     return KINDS[model.kind].loss(model, batch, pad_id)
 
 
+@torch.no_grad()
+def held_out_loss(model: RewardModel, data: Sequence, pad_id: int, batch_size: int = 64) -> float:
+    """The kind's loss on `data`, averaged over batches weighted by their size."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        chunk = data[start : start + batch_size]
+        total += float(loss_of(model, chunk, pad_id)[0]) * len(chunk)
+    model.train(was_training)
+    return total / len(data)
+
+
 def train_reward(model: RewardModel, data: Sequence, cfg: RewardTrainConfig, pad_id: int,
-                 log: Callable[[dict], None] = lambda record: None, name: str = "reward") -> dict:
-    """Train `model` in place on `data` (Examples, or pairs for ppm) for cfg.steps AdamW steps; batches are seeded
-    draws without replacement within each epoch. Returns {"loss", "steps", "config"}."""
+                 log: Callable[[dict], None] = lambda record: None, name: str = "reward",
+                 held_out: Sequence = ()) -> dict:
+    """Train `model` in place on `data` (Examples, or pairs for ppm) for cfg.steps AdamW steps, the weights
+    `cfg.backbone` leaves trainable (`freeze`); batches are seeded draws without replacement within each epoch.
+    With `held_out` examples, their loss is measured every `cfg.eval_every` steps and the model ends with the
+    weights of the lowest (early stopping). Returns {"loss", "steps", "config", "held_out_loss", "best_step"}."""
     if not data:
         raise ValueError(f"{name}: no training data")
+    trainable = {p: p.requires_grad for p in model.parameters()}
+    freeze(model, cfg.backbone)
     trainer = Trainer(model, cfg, name, log=log)
     rng, order = random.Random(cfg.seed), []
+    trained = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    best = {"loss": held_out_loss(model, held_out, pad_id) if held_out else None, "step": 0,
+            "state": {k: p.detach().clone() for k, p in trained} if held_out else None}
 
     def step_fn(step: int) -> dict:
         nonlocal order
@@ -229,8 +305,20 @@ def train_reward(model: RewardModel, data: Sequence, cfg: RewardTrainConfig, pad
         batch, order = [data[i] for i in order[: cfg.batch_size]], order[cfg.batch_size :]
         loss, stats = loss_of(model, batch, pad_id)
         trainer.update(loss)
-        return {f"reward/{k}": v for k, v in stats.items()}
+        out = {f"reward/{k}": v for k, v in stats.items()}
+        if held_out and ((step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps):
+            out["reward/held_out_loss"] = value = held_out_loss(model, held_out, pad_id)
+            if value < best["loss"]:
+                best.update(loss=value, step=step + 1, state={k: p.detach().clone() for k, p in trained})
+        return out
 
     model.train()
     result = trainer.run(step_fn)
-    return {"loss": result["last"].get("reward/loss"), "steps": result["steps"], "config": asdict(cfg)}
+    if held_out:  # early stopping: the weights of the lowest held-out loss
+        with torch.no_grad():
+            for k, p in trained:
+                p.copy_(best["state"][k])
+    for p, flag in trainable.items():
+        p.requires_grad_(flag)
+    return {"loss": result["last"].get("reward/loss"), "steps": result["steps"], "config": asdict(cfg),
+            "held_out_loss": best["loss"], "best_step": best["step"] if held_out else result["steps"]}

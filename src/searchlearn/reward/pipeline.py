@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -79,18 +81,59 @@ def load_labels(path: Path) -> list[StepLabels]:
     return [StepLabels(Problem(**r["problem"]), r["steps"], r["hard"], r["soft"], r["outcome"]) for r in rows]
 
 
+def split_by_problem(labels: Sequence[StepLabels], fraction: float, seed: int = 0
+                     ) -> tuple[list[StepLabels], list[StepLabels]]:
+    """(train, held out): about `fraction` of the problems (all their solutions) held out, chosen by a seeded hash of
+    the problem id, so a held-out problem's solutions never teach the head."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"held-out fraction must be in [0, 1), got {fraction}")
+    ids = sorted({r.problem.id for r in labels})
+    random.Random(seed).shuffle(ids)
+    held = set(ids[: round(fraction * len(ids))])
+    return [r for r in labels if r.problem.id not in held], [r for r in labels if r.problem.id in held]
+
+
+def with_gold_labels(labels: Sequence[StepLabels], task) -> list[StepLabels]:
+    """The same solutions labelled by the task's exact process labels instead of MC (hard = soft = gold): a head
+    trained on these shows what the architecture can reach when the labels are right (a diagnostic, Countdown)."""
+    out = []
+    for r in labels:
+        gold = [float(g) for g in task.gold_step_values(r.problem, r.completion)]
+        out.append(dataclasses.replace(r, hard=list(gold), soft=list(gold)))
+    return out
+
+
 def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: RewardTrainConfig, margin: float = 0.5,
-        log: Callable[[dict], None] | None = None) -> tuple[RewardModel, dict]:
+        log: Callable[[dict], None] | None = None, held_out: float = 0.0,
+        backbones: Sequence[str] = ()) -> tuple[RewardModel, dict]:
     """A `kind` head (orm | prm | value | ppm) on a copy of the policy's backbone, trained on `label` (soft | hard)
-    MC labels; PPM pairs are sibling steps whose Q differs by at least `margin` (rStar-Math). Returns (model, stats)
-    with stats["examples"] the number of training examples (pairs for PPM)."""
-    model = RewardModel(policy.model, kind)
-    data = KINDS[kind].data(policy.tokenizer, labels, label, margin, policy.model.config.max_position_embeddings)
+    MC labels; PPM pairs are sibling steps whose Q differs by at least `margin` (rStar-Math).
+
+    `held_out` > 0 keeps that share of the problems out of training: their loss stops training early (the weights of
+    its minimum are kept), and with several `backbones` (full | frozen | last:K) each is trained and the one with the
+    lowest held-out loss is returned. Returns (model, stats): stats["examples"] (pairs for PPM), "held_out_examples",
+    "backbone" (the one kept) and "backbones" (each one's held-out loss)."""
+    train, val = split_by_problem(labels, held_out, cfg.seed) if held_out else (list(labels), [])
+    limit = policy.model.config.max_position_embeddings
+    data = KINDS[kind].data(policy.tokenizer, train, label, margin, limit)
+    val_data = KINDS[kind].data(policy.tokenizer, val, label, margin, limit) if val else []
     if not data:
-        raise ValueError(f"no {kind} training examples from {len(labels)} labelled solutions (PPM: no sibling pair "
+        raise ValueError(f"no {kind} training examples from {len(train)} labelled solutions (PPM: no sibling pair "
                          f"with a Q margin ≥ {margin}); sample more problems or lower the margin")
-    stats = train_reward(model, data, cfg, policy.tokenizer.pad_id, log=log, name=f"reward-{kind}")
-    return model, {**stats, "examples": len(data)}
+    choices = list(backbones) or [cfg.backbone]
+    if len(choices) > 1 and not val_data:
+        raise ValueError(f"choosing among backbones {choices} needs held-out examples: set a held-out share > 0 "
+                         "and label enough problems")
+    best, losses = None, {}
+    for backbone in choices:
+        model = RewardModel(policy.model, kind)
+        stats = train_reward(model, data, dataclasses.replace(cfg, backbone=backbone), policy.tokenizer.pad_id,
+                             log=log or (lambda record: None), name=f"reward-{kind}-{backbone}", held_out=val_data)
+        losses[backbone] = stats["held_out_loss"]
+        if best is None or (val_data and stats["held_out_loss"] < best[1]["held_out_loss"]):
+            best = (model, {**stats, "backbone": backbone})
+    model, stats = best
+    return model, {**stats, "examples": len(data), "held_out_examples": len(val_data), "backbones": losses}
 
 
 def evaluate_scorer(scorer, task, problem_of: list[Problem], texts: list[str], gold: list[list[float]],
