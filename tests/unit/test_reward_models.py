@@ -21,7 +21,7 @@ from searchlearn.reward.models import (
     make_examples,
     train_reward,
 )
-from searchlearn.reward.pipeline import split_by_problem, with_gold_labels
+from searchlearn.reward.pipeline import split_by_problem, with_gold_labels, within_problem_auc
 from searchlearn.reward.quality import auc, first_error
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.tasks.countdown import WORDS, CountdownTask
@@ -238,3 +238,12 @@ def test_implicit_prm_learns_outcomes_from_outcome_labels_only():
     ends = [model(torch.tensor([e.ids]), starts=torch.tensor([e.start]))[0, e.positions[-1]].item() for e in data]
     assert ends[0] > 0.3 and ends[1] < -0.3  # the solved solution's q rose, the failed one's fell
     assert all(not p.requires_grad for p in model.body.ref.parameters())  # πref stays frozen after training
+
+
+def test_within_problem_auc_by_hand():
+    """Problem 1 ranks its right sample first (1.0), problem 2 has no wrong sample (left out), problem 3 ranks its
+    wrong one first (0.0): mean 0.5."""
+    scores = [0.9, 0.1, 0.5, 0.5, 0.2, 0.8]
+    correct = [1.0, 0.0, 1.0, 1.0, 1.0, 0.0]
+    assert within_problem_auc(scores, correct, 2) == pytest.approx(0.5)
+    assert within_problem_auc([0.3, 0.3], [1.0, 1.0], 2) is None

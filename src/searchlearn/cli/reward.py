@@ -101,7 +101,7 @@ def run_training(args, cfg) -> dict:
     backbones = [b for b in args.backbone.split(",") if b]
     try:
         tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed,
-                                 backbone=backbones[0])
+                                 backbone=backbones[0], beta=args.beta)
         model, stats = fit(policy, labels, args.kind, args.labels, tcfg, args.margin,
                            log=lambda r: progress.say(json.dumps(r)), held_out=args.held_out, backbones=backbones)
     except ValueError as e:
@@ -145,8 +145,9 @@ def run_evaluation(args, cfg) -> dict:
         r = result[name]
         auc_ = "n/a" if r["step_auc"] is None else f"{r['step_auc']:.3f}"
         ece = "n/a" if r["ece"] is None else f"{r['ece']:.3f}"
+        within = "n/a" if r["within_problem_auc"] is None else f"{r['within_problem_auc']:.3f}"
         print(f"{name:>12}: step_auc={auc_} first_error_acc={r['first_error_acc']:.3f} "
-              f"rerank@{n}={r[f'rerank@{n}']:.3f} ece={ece}")
+              f"rerank@{n}={r[f'rerank@{n}']:.3f} within_problem_auc={within} ece={ece}")
     return result
 
 
@@ -178,6 +179,7 @@ def add_parser(sub):
                    "last:K (the last K blocks); a comma list trains each and keeps the lowest held-out loss")
     t.add_argument("--held-out", type=float, default=0.2, help="share of the labelled problems held out: their "
                    "loss stops training early and picks the backbone (0: none)")
+    t.add_argument("--beta", type=float, default=0.05, help="implicit: β of r = β log πφ/πref")
     t.add_argument("--gold-labels", action="store_true", help="diagnostic: train on the task's exact step labels of "
                    "the same solutions instead of MC labels (the architecture's ceiling)")
     t.add_argument("--aggregate", choices=list(AGGREGATES), default="min",

@@ -101,7 +101,8 @@ def reward_section(result: dict, figure: Path) -> tuple[str, str]:
                if (labels := data.get("labels")) and labels.get("soft_auc") is not None else "") + ".</p>")
     caption = ("Reliability of each scorer's step scores against the gold labels: a calibrated scorer lies on the "
                "diagonal; ECE is the weighted gap.")
-    table = html.table(rows, ["step_auc", "first_error_acc", f"rerank@{n}", "gap_closed", "outcome_auc", "ece"])
+    table = html.table(rows, ["step_auc", "first_error_acc", f"rerank@{n}", "gap_closed", "outcome_auc",
+                              "within_problem_auc", "ece"])
     return "Reward models against gold labels", note + table + html.image(figure, caption)
 
 

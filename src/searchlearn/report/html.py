@@ -43,6 +43,7 @@ LABELS = {
     "first_error_acc": "first-error acc.",
     "gap_closed": "gap closed",
     "outcome_auc": "outcome AUC",
+    "within_problem_auc": "AUC within a problem",
     "ece": "ECE",
 }
 

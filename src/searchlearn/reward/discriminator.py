@@ -62,8 +62,9 @@ class _LogitView(nn.Module):
         self.inner = model
         self.config = model.config
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        return self.inner(input_ids, attention_mask)  # (B, T)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                starts: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(input_ids, attention_mask, starts)  # (B, T)
 
     def probability(self, raw: torch.Tensor) -> torch.Tensor:
         return raw

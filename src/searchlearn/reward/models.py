@@ -227,6 +227,7 @@ class RewardTrainConfig(TrainConfig):
     log_every: int = 20  # steps between logged records
     backbone: str = "full"  # what trains under the head: full | frozen (the head only) | last:K (the last K blocks)
     eval_every: int = 10  # with held-out examples: steps between held-out losses (the best state is kept)
+    beta: float = 0.05  # the implicit PRM's β in r = β log πφ/πref (Yuan et al. 2024 use 0.05)
 
     def __post_init__(self) -> None:
         super().__post_init__()

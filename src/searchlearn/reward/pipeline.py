@@ -126,7 +126,7 @@ def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: Reward
                          "and label enough problems")
     best, losses = None, {}
     for backbone in choices:
-        model = RewardModel(policy.model, kind)
+        model = RewardModel(policy.model, kind, beta=cfg.beta)
         stats = train_reward(model, data, dataclasses.replace(cfg, backbone=backbone), policy.tokenizer.pad_id,
                              log=log or (lambda record: None), name=f"reward-{kind}-{backbone}", held_out=val_data)
         losses[backbone] = stats["held_out_loss"]
@@ -151,10 +151,20 @@ def evaluate_scorer(scorer, task, problem_of: list[Problem], texts: list[str], g
         picks.append(task.verify(problem_of[best], texts[best]).correct)
     out[f"rerank@{n}"] = sum(picks) / len(picks) if picks else None
     solution = [aggregate(s, how) if s else -1e9 for s in scores]  # no steps = the lowest score
-    out["outcome_auc"] = auc(solution, [float(task.verify(p, t).correct) for p, t in zip(problem_of, texts)])
+    correct = [float(task.verify(p, t).correct) for p, t in zip(problem_of, texts)]
+    out["outcome_auc"] = auc(solution, correct)
+    out["within_problem_auc"] = within_problem_auc(solution, correct, n)
     cal = calibration(flat_s, flat_g, bins)
     out["ece"], out["calibration"] = cal["ece"], cal["bins"]
     return out
+
+
+def within_problem_auc(scores: Sequence[float], correct: Sequence[float], n: int) -> float | None:
+    """Outcome AUC among the n samples of each problem, averaged over problems with both right and wrong samples: what
+    reranking needs. A pooled AUC also rewards telling easy problems from hard ones, which picks nothing."""
+    aucs = [auc(scores[s : s + n], correct[s : s + n]) for s in range(0, len(scores), n)]
+    aucs = [a for a in aucs if a is not None]
+    return sum(aucs) / len(aucs) if aucs else None
 
 
 def evaluate_rewards(policy, task, problems: list[Problem], n: int, scorers: dict[str, tuple[Callable, str]],
