@@ -2,15 +2,18 @@
 
 import pytest
 
+from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.labels import (
     StepLabels,
+    consensus,
     mc_labels,
     mc_targets,
     q_margin_pairs,
     step_prefixes,
 )
 from searchlearn.search.scripted import EOS, ScriptedPolicy
-from searchlearn.tasks.countdown import CountdownTask
+from searchlearn.reward.models import make_examples
+from searchlearn.tasks.countdown import WORDS, CountdownTask
 from searchlearn.types import Problem
 
 TASK = CountdownTask()
@@ -77,3 +80,20 @@ def test_a_backed_out_step_gets_label_zero():
     assert plain.soft[0] == pytest.approx(2 / 3) and plain.hard[0] == 1.0
     assert TASK.backs_out(P, dead, recover) and not TASK.backs_out(P, dead, stay)
     assert not TASK.backs_out(P, S1, "back | 25 21\n" + S2)  # restating the step's own state is not backing out
+
+
+def test_consensus_keeps_steps_where_mc_and_the_judge_agree():
+    """Hard labels [1, 0, 1] against a judge's [0.9, 0.7, 0.2]: agree on step 0 only; a PRM then trains on it alone,
+    an ORM on the outcome as before."""
+    problem = Problem("p", "3 7 25 -> 46\n", {"nums": [3, 7, 25], "target": 46})
+    r = StepLabels(problem, ["7*3=21 | 25 21\n", "25-21=4 | 4\n", "answer 4\n"], hard=[1.0, 0.0, 1.0],
+                   soft=[0.5, 0.0, 0.75], outcome=0.0)
+    (kept,) = consensus([r], [[0.9, 0.7, 0.2]])
+    assert kept.keep == [True, False, False] and kept.soft == r.soft and r.keep is None
+    tok = TaskTokenizer(WORDS, digits=True)
+    (full,) = make_examples(tok, [r], "prm")
+    (only,) = make_examples(tok, [kept], "prm")
+    assert only.positions == full.positions[:1] and only.targets == [0.5]
+    assert make_examples(tok, [kept], "orm")[0].targets == [0.0]
+    with pytest.raises(ValueError, match="2 judge scores for 3 steps"):
+        consensus([r], [[0.9, 0.7]])

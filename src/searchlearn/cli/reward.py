@@ -30,6 +30,7 @@ from searchlearn.report.plots import reliability
 from searchlearn.reward.aggregate import AGGREGATES
 from searchlearn.reward.discriminator import DiscriminatorConfig
 from searchlearn.reward.learned import LearnedScorer
+from searchlearn.reward.labels import consensus
 from searchlearn.reward.models import KINDS, RewardTrainConfig
 from searchlearn.reward.pipeline import (
     evaluate_rewards,
@@ -98,6 +99,12 @@ def run_training(args, cfg) -> dict:
               f"{agreement['steps']} steps")
     if args.gold_labels:  # the diagnostic: the architecture's ceiling when the labels are exact
         labels = with_gold_labels(labels, task)
+    if args.consensus:  # keep the steps where the MC label and the policy's self-evaluation agree
+        labels = consensus(labels, SelfEvalScorer(policy, task)([r.problem for r in labels],
+                                                                [r.completion for r in labels]))
+        kept = [k for r in labels for k in r.keep]
+        agreement["consensus_kept"] = sum(kept) / max(1, len(kept))
+        print(f"consensus with self-evaluation: {sum(kept)} of {len(kept)} steps kept")
     backbones = [b for b in args.backbone.split(",") if b]
     try:
         tcfg = RewardTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=cfg.seed,
@@ -107,7 +114,7 @@ def run_training(args, cfg) -> dict:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     name = args.name or (args.kind if args.kind in ("orm", "implicit") else f"{args.kind}_{args.labels}")
-    name += "_gold" if args.gold_labels and not args.name else ""
+    name += ("_gold" if args.gold_labels else "") + ("_consensus" if args.consensus else "") if not args.name else ""
     meta = {"name": name, "label": "gold" if args.gold_labels else args.labels, "aggregate": args.aggregate,
             "policy": str(args.model), "label_agreement": agreement,
             "examples": stats["examples"], "solutions": len(labels), "train": stats}
@@ -180,6 +187,8 @@ def add_parser(sub):
     t.add_argument("--held-out", type=float, default=0.2, help="share of the labelled problems held out: their "
                    "loss stops training early and picks the backbone (0: none)")
     t.add_argument("--beta", type=float, default=0.05, help="implicit: β of r = β log πφ/πref")
+    t.add_argument("--consensus", action="store_true", help="train process heads only on steps where the hard MC "
+                   "label and the policy's self-evaluation agree (Zhang et al. 2025)")
     t.add_argument("--gold-labels", action="store_true", help="diagnostic: train on the task's exact step labels of "
                    "the same solutions instead of MC labels (the architecture's ceiling)")
     t.add_argument("--aggregate", choices=list(AGGREGATES), default="min",

@@ -32,6 +32,7 @@ class StepLabels:
     hard: list[float] = field(default_factory=list)
     soft: list[float] = field(default_factory=list)
     outcome: float = 0.0  # the verifier's score of the complete solution
+    keep: list[bool] | None = None  # steps a process head trains on (None: all; `consensus` sets it)
 
     @property
     def completion(self) -> str:
@@ -107,6 +108,22 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
     for r, outs in zip(records, outcomes):
         r.hard, r.soft = mc_targets(outs)
     return records
+
+
+def consensus(labels: Sequence[StepLabels], judge: Sequence[Sequence[float]], threshold: float = 0.5
+              ) -> list[StepLabels]:
+    """Consensus filtering (Zhang et al. 2025, "The Lessons of Developing Process Reward Models"): keep a step for
+    training only where its hard MC label and a judge's score (e.g. the policy's self-evaluation) agree, i.e.
+    (hard ≥ 0.5) == (judge ≥ threshold); `judge[j][i]` scores step i of solution j. Returns copies with `keep` set."""
+    if len(judge) != len(labels):
+        raise ValueError(f"{len(judge)} judged solutions for {len(labels)} labelled ones")
+    out = []
+    for r, scores in zip(labels, judge):
+        if len(scores) != len(r.steps):
+            raise ValueError(f"{len(scores)} judge scores for {len(r.steps)} steps")
+        keep = [(h >= 0.5) == (j >= threshold) for h, j in zip(r.hard, scores)]
+        out.append(StepLabels(r.problem, r.steps, r.hard, r.soft, r.outcome, keep))
+    return out
 
 
 def q_margin_pairs(labels: Sequence[StepLabels], margin: float = 0.5, kind: str = "soft") -> list[Pair]:

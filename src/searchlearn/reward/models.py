@@ -141,6 +141,11 @@ def make_examples(tokenizer, labels, kind: str, label: str = "soft", max_length:
         start = len(encode_steps(tokenizer, r.problem.prompt, [])[0])
         targets = [r.outcome] if kind == "orm" else list(r.soft if label == "soft" else r.hard)
         positions = [ends[-1]] if kind == "orm" else ends
+        if kind != "orm" and r.keep is not None:  # consensus filtering left some steps out
+            positions = [p for p, k in zip(positions, r.keep) if k]
+            targets = [t for t, k in zip(targets, r.keep) if k]
+            if not positions:
+                continue
         if max_length is not None:
             keep = [j for j, p in enumerate(positions) if p < max_length]
             if not keep:
