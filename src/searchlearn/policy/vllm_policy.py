@@ -27,6 +27,7 @@ depends on its batch and on what was scheduled with it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def open_engine(path: Path, options: VLLMOptions, seed: int, tokenizer: bool):
     cuda = on_gpu()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process, not a spawned one
     if not cuda:
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.kv_cache_gib))
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(options.kv_cache_gib)  # read when the engine starts
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")  # leave the learner's threads alone
     config = _read_config(path)
     limit = config.get("max_position_embeddings")
@@ -134,8 +135,6 @@ def _reason(e: Exception) -> str:
 
 
 def _read_config(path: Path) -> dict:
-    import json
-
     try:
         return json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
