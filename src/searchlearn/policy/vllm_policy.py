@@ -144,10 +144,9 @@ def _read_config(path: Path) -> dict:
 class VLLMPolicy:
     """Samples with vLLM; learns, scores and checkpoints through `learner` (its `model` is the one trained)."""
 
-    def __init__(self, learner, llm, seed: int = 0):
+    def __init__(self, learner, llm):
         self.learner = learner
         self.llm = llm
-        self.seed = seed
         self.cuda = on_gpu()
         self.max_model_len = llm.llm_engine.model_config.max_model_len
         self.uses_tokenizer = not llm.llm_engine.model_config.skip_tokenizer_init
@@ -163,7 +162,7 @@ class VLLMPolicy:
 
         path = Path(path)
         llm = open_engine(path, options or VLLMOptions(), seed, isinstance(learner.tokenizer, HFTokenizer))
-        return cls(learner, llm, seed)
+        return cls(learner, llm)
 
     # The learner's side of the contract: what a learner trains and what a scorer reads.
     @property
@@ -231,8 +230,8 @@ class VLLMPolicy:
             if len(p) >= self.max_model_len:
                 raise ValueError(f"a prompt of {len(p)} tokens leaves no room to generate within max_model_len="
                                  f"{self.max_model_len} (policy.vllm.max_model_len, at most the model's context)")
-        outputs = self._sample(prompt_ids, params)
-        return [self._completion(r // params.n, prompt_ids[r // params.n], out, params)
+        outputs, eos = self._sample(prompt_ids, params), self._eos_ids()
+        return [self._completion(r // params.n, prompt_ids[r // params.n], out, params, eos)
                 for r, out in enumerate(outputs)]
 
     def _sample(self, prompt_ids: list[list[int]], params: SamplingParams) -> list:
@@ -243,7 +242,7 @@ class VLLMPolicy:
         stops = tuple(s for s in params.stop if s)
         if stops not in self._stop_ids:
             self._stop_ids[stops] = stop_token_ids(self.tokenizer, self.model.config.vocab_size, stops)
-        stop_ids = self._stop_ids[stops] | set(self._eos_ids())
+        stop_ids = sorted(self._stop_ids[stops] | set(self._eos_ids()))  # one list for every request of the call
         seeds = ([int(k) for k in row_keys(prompt_ids, params.n, params.seed)[:, 0]]
                  if self.cuda and params.seed is not None and params.temperature > 0 else None)
         requests, sampling = [], []
@@ -253,7 +252,7 @@ class VLLMPolicy:
             sampling.append(VSP(
                 n=1, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
                 max_tokens=min(params.max_new_tokens, self.max_model_len - len(ids)), logprobs=0,
-                stop_token_ids=sorted(stop_ids), ignore_eos=True, detokenize=self.uses_tokenizer,
+                stop_token_ids=stop_ids, ignore_eos=True, detokenize=self.uses_tokenizer,
                 stop=list(s for s in stops if len(s) > 1) if self.uses_tokenizer else None,
                 include_stop_str_in_output=True, seed=None if seeds is None else seeds[r]))
         seeded = params.seed is not None and seeds is None and params.temperature > 0
@@ -267,8 +266,9 @@ class VLLMPolicy:
         ids = getattr(tok, "eos_ids", None) or ([tok.eos_id] if getattr(tok, "eos_id", None) is not None else [])
         return tuple(ids)
 
-    def _completion(self, p: int, prompt: list[int], out, params: SamplingParams) -> Completion:
-        """vLLM's output as the contract's Completion, charged to the ledger."""
+    def _completion(self, p: int, prompt: list[int], out, params: SamplingParams, eos: tuple[int, ...]
+                    ) -> Completion:
+        """vLLM's output as the contract's Completion, charged to the ledger (`eos`: the tokenizer's eos ids)."""
         sample = out.outputs[0]
         tokens = list(sample.token_ids)
         logprobs = [lp[t].logprob for t, lp in zip(tokens, sample.logprobs)]
@@ -276,7 +276,7 @@ class VLLMPolicy:
         reason = "length"
         if sample.finish_reason == "stop":
             reason = "stop"
-            if tokens and tokens[-1] in self._eos_ids():
+            if tokens and tokens[-1] in eos:
                 reason = "eos"
                 tokens, logprobs = tokens[:-1], logprobs[:-1]
         cut = self._text_stop(tokens, params.stop)

@@ -18,7 +18,7 @@ import torch
 from searchlearn.policy.policy import pad_batch
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.reward.aggregate import aggregate
-from searchlearn.reward.models import RewardModel, encode_steps
+from searchlearn.reward.models import RewardModel, encode_solution, encode_steps
 from searchlearn.reward.process import Prefix, _check, prefix_text
 from searchlearn.reward.verifiers import text_of
 from searchlearn.types import Ledger, Problem
@@ -47,9 +47,8 @@ class LearnedScorer:
         items = []
         for p, x in zip(problems, prefixes):
             steps = [s.text for s in x] if not isinstance(x, str) else self.task.steps(x)
-            ids, ends = encode_steps(self.tokenizer, p.prompt, [s for s in steps if s])
+            ids, ends, start = encode_solution(self.tokenizer, p.prompt, [s for s in steps if s])
             keep = [e for e in ends if e < self.max_length]  # steps past the context: scored as the last that fits
-            start = len(ids) - sum(len(self.tokenizer.encode(s)) for s in steps if s)  # where the completion begins
             items.append((ids[: self.max_length], keep, len(ends), start))
         out: list[list[float]] = []
         device = next(self.model.parameters()).device

@@ -118,14 +118,20 @@ class Example:
     start: int = 1
 
 
-def encode_steps(tokenizer, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
-    """(ids, ends): the prompt's ids (BOS first) then each step's, and the index of each step's last token."""
+def encode_solution(tokenizer, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int], int]:
+    """(ids, ends, start): the prompt's ids (BOS first) then each step's, the index of each step's last token, and
+    the index where the completion begins (the prompt's length)."""
     ids = encode_prompts(tokenizer, [prompt])[0]
-    ends = []
+    start, ends = len(ids), []
     for step in steps:
         ids = ids + tokenizer.encode(step)
         ends.append(len(ids) - 1)
-    return ids, ends
+    return ids, ends, start
+
+
+def encode_steps(tokenizer, prompt: str, steps: Sequence[str]) -> tuple[list[int], list[int]]:
+    """(ids, ends) of `encode_solution`."""
+    return encode_solution(tokenizer, prompt, steps)[:2]
 
 
 def make_examples(tokenizer, labels, kind: str, label: str = "soft", max_length: int | None = None) -> list[Example]:
@@ -137,8 +143,7 @@ def make_examples(tokenizer, labels, kind: str, label: str = "soft", max_length:
     for r in labels:
         if not r.steps:
             continue
-        ids, ends = encode_steps(tokenizer, r.problem.prompt, r.steps)
-        start = len(encode_steps(tokenizer, r.problem.prompt, [])[0])
+        ids, ends, start = encode_solution(tokenizer, r.problem.prompt, r.steps)
         targets = [r.outcome] if kind == "orm" else list(r.soft if label == "soft" else r.hard)
         positions = [ends[-1]] if kind == "orm" else ends
         if kind != "orm" and r.keep is not None:  # consensus filtering left some steps out
