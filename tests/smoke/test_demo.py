@@ -35,10 +35,15 @@ def test_quick_demo_writes_all_outputs(quick_run):
     losses = [r["learn/loss"] for r in records if r.get("phase") == "init" and "learn/loss" in r]
     assert len(losses) >= 5 and losses[-1] < losses[0]  # initialization learned something
     curves = json.loads((out / "search_curves.json").read_text())
-    assert {(r["strategy"], r["budget"]) for r in curves} >= {("beam", 2), ("beam", 4), ("bon_majority", 4)}
+    strategies = {(r["strategy"], r["budget"]) for r in curves}
+    assert strategies >= {("beam (gold)", 2), ("beam (gold)", 4), ("bon_majority", 4), ("pass@n", 4)}
+    guided = {("beam (learned:prm_soft)", 4), ("bon_weighted (learned:prm_soft)", 4)}  # the sweep the PRM guides
+    assert strategies >= guided
+    assert sum(r["strategy"] == "bon_majority" for r in curves) == 2  # once per budget: no scorer, not repeated
     assert all({"strategy", "budget", "accuracy", "generated_tokens", "reward_tokens"} <= set(r) for r in curves)
-    beam = {r["budget"]: r["generated_tokens"] for r in curves if r["strategy"] == "beam"}
+    beam = {r["budget"]: r["generated_tokens"] for r in curves if r["strategy"] == "beam (gold)"}
     assert 0 < beam[2] < beam[4]  # a bigger budget spends more tokens
+    assert all(r["reward_tokens"] > 0 for r in curves if r["strategy"] == "beam (learned:prm_soft)")  # PRM charged
     assert any(r.get("phase") == "round2" and "learn/reward" in r for r in records)  # GRPO's reward curve
     for png in ("pass_at_k.png", "loss.png", "rounds.png", "search_curves.png", "reward.png",
                 "accuracy_vs_compute.png"):
@@ -48,6 +53,7 @@ def test_quick_demo_writes_all_outputs(quick_run):
     assert all({"step_auc", "first_error_acc", "rerank@4", "outcome_auc", "ece"} <= set(reward[name])
                for name in ("confidence", "selfeval", "prm_soft", "orm"))
     assert reward["_data"]["samples"] == 4 and reward["_data"]["problems"] == 8
+    assert reward["_data"]["outcome_labelled_solutions"] == 8 * 2  # the ORM's extra outcome-only solutions
     assert (out / "reward" / "prm_soft" / "reward_model.safetensors").exists()
     assert (out / "calibration.png").read_bytes()[:4] == b"\x89PNG"
     html = (out / "report.html").read_text()

@@ -47,3 +47,13 @@ def test_yaml_then_overrides(tmp_path):
     path.write_text("seed: 5\ninner:\n  lr: 0.25\n")
     cfg = load(Outer, path, ["inner.lr=0.5"])
     assert cfg.seed == 5 and cfg.inner.lr == 0.5 and cfg.inner.betas == (0.9, 0.99)
+
+
+def test_demo_reward_guide_must_be_a_trained_head():
+    from searchlearn.recipes.demo import RewardStageConfig
+
+    assert RewardStageConfig().guide in RewardStageConfig().models
+    with pytest.raises(ConfigError, match="reward.guide 'ppm_soft' is not one of"):
+        RewardStageConfig(guide="ppm_soft")
+    with pytest.raises(ConfigError, match="outcome_problems"):
+        RewardStageConfig(outcome_problems=-1)

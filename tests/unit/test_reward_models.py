@@ -21,7 +21,15 @@ from searchlearn.reward.models import (
     make_examples,
     train_reward,
 )
-from searchlearn.reward.pipeline import split_by_problem, with_gold_labels, within_problem_auc
+from searchlearn.policy.policy import LocalPolicy
+from searchlearn.reward.pipeline import (
+    fit,
+    label_agreement,
+    label_solutions,
+    split_by_problem,
+    with_gold_labels,
+    within_problem_auc,
+)
 from searchlearn.reward.quality import auc, first_error
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.tasks.countdown import WORDS, CountdownTask
@@ -238,6 +246,21 @@ def test_implicit_prm_learns_outcomes_from_outcome_labels_only():
     ends = [model(torch.tensor([e.ids]), starts=torch.tensor([e.start]))[0, e.positions[-1]].item() for e in data]
     assert ends[0] > 0.3 and ends[1] < -0.3  # the solved solution's q rose, the failed one's fell
     assert all(not p.requires_grad for p in model.body.ref.parameters())  # πref stays frozen after training
+
+
+def test_outcome_labels_without_rollouts_serve_outcome_heads_only():
+    policy = LocalPolicy(policy_model(), TOK)
+    problems = [Problem(f"p{i}", P.prompt, P.data) for i in range(3)]
+    rows = label_solutions(policy, TASK, problems, samples=2, rollouts=0, max_new_tokens=12, seed=0)
+    assert len(rows) == 6 and all(r.hard == [] and r.soft == [] for r in rows)  # no step labels, no rollouts
+    assert [r.outcome for r in rows] == [TASK.verify(r.problem, r.completion).score for r in rows]
+    assert label_agreement(rows, TASK)["soft_auc"] is None
+    with pytest.raises(ValueError, match="needs step labels"):
+        fit(policy, rows, "prm", "soft", RewardTrainConfig(steps=1))
+    _, stats = fit(policy, rows, "orm", "soft", RewardTrainConfig(steps=1, batch_size=2))
+    assert stats["examples"] == sum(bool(r.steps) for r in rows)
+    with pytest.raises(ValueError, match="rollouts"):
+        label_solutions(policy, TASK, problems, samples=1, rollouts=-1, max_new_tokens=4, seed=0)
 
 
 def test_within_problem_auc_by_hand():

@@ -176,7 +176,8 @@ def add_parser(sub):
     t.add_argument("--labels-from", help="reuse OUT/mc_labels.json of an earlier run instead of rolling out")
     t.add_argument("--problems", type=int, default=64, help="training problems to sample solutions for")
     t.add_argument("--samples", type=int, default=4, help="solutions sampled per problem")
-    t.add_argument("--rollouts", type=int, default=8, help="M completions per step prefix")
+    t.add_argument("--rollouts", type=int, default=8,
+                   help="M completions per step prefix (0: outcome labels only, for --kind orm | implicit)")
     t.add_argument("--max-new-tokens", type=int, default=288)
     t.add_argument("--steps", type=int, default=300, help="optimizer steps")
     t.add_argument("--batch-size", type=int, default=32)

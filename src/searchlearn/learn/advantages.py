@@ -7,6 +7,8 @@ is handed the function, never a name.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -97,6 +99,28 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         advantages[:, t] = running
         next_value = values[:, t] * m
     return advantages, (advantages + values) * mask
+
+
+def step_gae(reward: float, values: Sequence[float], lam: float = 1.0) -> list[float]:
+    """GAE(λ) over the T steps of one solution, γ = 1 (Schulman et al. 2016, Eq. 16, with steps for time steps).
+
+    The outcome `reward` R arrives with the last step; values = V(s_0) … V(s_{T−1}) (s_k: the state before step k),
+    and the state after the last step is terminal, V(s_T) = 0.
+        δ_k = [k = T−1]·R + V(s_{k+1}) − V(s_k),   Â_k = δ_k + λ Â_{k+1}.
+    λ = 1 gives the Monte-Carlo advantage Â_k = R − V(s_k) (V acts as a baseline only); λ = 0 gives the one-step
+    δ_k, the change of value the step itself made (credit where the value moved). Returns T advantages.
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1], got {lam}")
+    T = len(values)
+    out = [0.0] * T
+    running = 0.0
+    for k in reversed(range(T)):
+        following = values[k + 1] if k + 1 < T else 0.0
+        delta = (reward if k == T - 1 else 0.0) + following - values[k]
+        running = delta + lam * running
+        out[k] = running
+    return out
 
 
 def terminal_token_rewards(rewards: torch.Tensor, mask: torch.Tensor, kl: torch.Tensor | None = None,

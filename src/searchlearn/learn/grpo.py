@@ -42,6 +42,7 @@ from searchlearn.learn.advantages import (
     rloo_advantages,
 )
 from searchlearn.learn.data import minibatches, problem_indices
+from searchlearn.learn.dense_rewards import PotentialShaping, reward_tokens
 from searchlearn.learn.losses import (
     dapo_loss,
     dr_grpo_loss,
@@ -68,6 +69,7 @@ class GRPOConfig(RolloutConfig):
     overlong_buffer: int = 0  # DAPO soft overlong penalty width L_cache in tokens (0 = off)
     overlong_factor: float = 1.0  # scale of the overlong penalty
     length_chunks: int = 4  # a minibatch's forward runs on this many groups of rows of similar length (less padding)
+    shaping_lam: float = 1.0  # λ of the step-level GAE when `shaping` > 0 (1 = Monte-Carlo returns; dense_rewards.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,6 +77,8 @@ class GRPOConfig(RolloutConfig):
             raise ValueError("overlong_buffer in [0, max_new_tokens]; max_sampling_rounds >= 1")
         if self.length_chunks < 1:
             raise ValueError("length_chunks must be >= 1")
+        if not 0 <= self.shaping_lam <= 1:
+            raise ValueError("shaping_lam must be in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -207,11 +211,13 @@ def train_grpo(
     log: Callable[[dict], None] = lambda record: None,
     stop_after: int | None = None,
     name: str = "grpo",
+    shaping: PotentialShaping | None = None,
 ) -> dict:
     """Train `policy.model` in place for cfg.steps RL steps on `problems`; resume from `ckpt_dir` if one is there.
 
     policy: its sampler must generate from the model being trained. reward: outcome contract, e.g.
-    `VerifierReward(task)`. reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0, saved in
+    `VerifierReward(task)`. shaping: dense per-step credit from a process scorer's values (`dense_rewards.py`;
+    None = the outcome reward alone). reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0, saved in
     the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
     With a worker pool of N > 1 active (`--workers N`), the run is data-parallel on N ranks, each sampling and
     training on its share of every step's problems (`train_grpo_parallel`).
@@ -219,7 +225,7 @@ def train_grpo(
     """
     if (world := learner_ranks()) > 1:
         return train_grpo_parallel(world, policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
-                                   ckpt_dir, log, stop_after, name)
+                                   ckpt_dir, log, stop_after, name, shaping)
     if not problems:
         raise ValueError(f"{name}: no training problems")
     model = policy.model
@@ -235,8 +241,14 @@ def train_grpo(
         rewards = gather(rollout.rewards)  # (N, G) every rank's groups, in problem order
         first = int(gather(torch.tensor([len(rollout.problems)]))[: rank_world()[0]].sum())  # this rank's first
         advantages_all = advantage_fn(rewards) if len(rewards) else torch.zeros(0, cfg.group_size)  # (N, G)
-        advantages = advantages_all[first : first + len(rollout.problems)].flatten()  # (B,) this rank's rows
-        if bool(advantages_all.any()) or (cfg.beta > 0 and len(rewards)):
+        advantages = advantages_all[first : first + len(rollout.problems)]  # (n, G) this rank's groups
+        if shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from the scorer's step values
+            spent = reward_tokens(shaping.scorer)
+            advantages = shaping.token_advantages(rollout, advantages)
+            record["ledger/reward_tokens"] = all_sum(reward_tokens(shaping.scorer) - spent)
+        else:
+            advantages = advantages.flatten()  # (B,)
+        if all_sum(float(advantages.abs().sum())) > 0 or (cfg.beta > 0 and len(rewards)):
             stats = update(trainer, rollout, advantages, cfg, loss_fn, step, reference)
         else:  # no group carries a learning signal: skip, rather than let Adam step on stale momentum
             stats = {"updates": 0}
@@ -251,7 +263,7 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
                         reward: OutcomeReward, advantage_fn: Callable = grpo_advantages, loss_fn: Callable = grpo_loss,
                         reference: torch.nn.Module | None = None, ckpt_dir: str | Path | None = None,
                         log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
-                        name: str = "grpo") -> dict:
+                        name: str = "grpo", shaping: PotentialShaping | None = None) -> dict:
     """`train_grpo` on `world` data-parallel ranks placed by Ray (distributed/launch.py). Each rank holds a replica
     that samples its share of each step's problems (colocated rollouts: the ranks' weights stay identical, so nothing
     is synced) and trains on its rows of every minibatch, gradients summed; advantages come from every rank's rewards.
@@ -265,15 +277,15 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_grpo_rank, world, policy.model, policy.tokenizer, options,
                                              list(problems), cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-                                             stop_after, name), log)
+                                             stop_after, name, shaping), log)
 
 
 def _grpo_rank(model, tokenizer, options, problems, cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-               stop_after, name):
+               stop_after, name, shaping):
     """One rank of `train_grpo_parallel`: (result, its records, rank 0's weights as arrays)."""
     from searchlearn.policy.policy import LocalPolicy
 
     records: list[dict] = []
     out = train_grpo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, advantage_fn, loss_fn, reference,
-                     ckpt_dir, records.append, stop_after, name)
+                     ckpt_dir, records.append, stop_after, name, shaping)
     return out, records, to_arrays(model) if rank_world()[0] == 0 else None

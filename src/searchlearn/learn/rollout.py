@@ -33,11 +33,14 @@ class RolloutConfig(TrainConfig):
     epochs: int = 1  # μ passes over each rollout
     minibatch_size: int = 0  # sequences per optimizer step (0 = the whole rollout: one update per epoch)
     beta: float = 0.0  # KL coefficient to the frozen reference (0 = no reference model is loaded)
+    shaping: float = 0.0  # α of potential-based shaping with the phase's process scorer (0 = outcome reward only)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.prompts_per_step < 1 or self.group_size < 1 or self.epochs < 1 or self.max_new_tokens < 1:
             raise ValueError("prompts_per_step, group_size, epochs, max_new_tokens must be >= 1")
+        if not 0 <= self.shaping <= 1:
+            raise ValueError("shaping (the potential's weight α) must be in [0, 1]")
         if self.minibatch_size < 0 or self.beta < 0 or self.temperature <= 0:
             raise ValueError("minibatch_size, beta >= 0 and temperature > 0 (RL samples; greedy rollouts have no "
                              "groups)")
@@ -194,22 +197,27 @@ def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, p
                    sum(s is None for s in scored), policy.tokenizer.pad_id)
 
 
+def step_end_tokens(token_ids: Sequence[int], steps: Sequence[str], decode: Callable[[list[int]], str]) -> list[int]:
+    """The index (into `token_ids`) of the token that ends each step: the first token whose decoded prefix covers the
+    step's last character. `steps` are the completion's step texts in order (as `task.steps` splits it)."""
+    ends = np.cumsum([len(decode([t])) for t in token_ids])  # char offset after each token
+    out, char_end = [], 0
+    for text in steps:
+        char_end += len(text)
+        out.append(min(int(np.searchsorted(ends, char_end)), max(0, len(ends) - 1)))
+    return out
+
+
 def step_rewards(rollout: Rollout, scores: Sequence[Sequence[float]], steps: Sequence[Sequence[str]],
                  decode: Callable[[list[int]], str]) -> torch.Tensor:
     """Dense rewards from per-step scores (a PRM, or shaping terms): each step's score on the token that ends it.
 
-    scores[r][k] belongs to steps[r][k], the k-th step text of row r's completion (as `task.steps` splits it). A step
-    ends at the first token whose decoded prefix covers the step's last character. Returns (B, T−1) on the action
-    columns of `rollout.batch`, for PPO's `dense_reward` (or any token-level learner).
+    scores[r][k] belongs to steps[r][k], the k-th step text of row r's completion (as `task.steps` splits it).
+    Returns (B, T−1) on the action columns of `rollout.batch`, for PPO's `dense_reward` (or any token-level learner).
     """
-    batch = rollout.batch
-    out = torch.zeros(batch.action_mask.shape, dtype=torch.float32)
+    out = torch.zeros(rollout.batch.action_mask.shape, dtype=torch.float32)
     for r, (completion, row_scores, row_steps) in enumerate(zip(rollout.completions, scores, steps)):
-        ends = np.cumsum([len(decode([t])) for t in completion.token_ids])  # char offset after each token
         first = len(rollout.prompt_ids[r]) - 1  # the column scoring the first completion token
-        char_end = 0
-        for score, text in zip(row_scores, row_steps):
-            char_end += len(text)
-            token = min(int(np.searchsorted(ends, char_end)), max(0, len(ends) - 1))
+        for score, token in zip(row_scores, step_end_tokens(completion.token_ids, row_steps, decode)):
             out[r, first + token] += float(score)
     return out

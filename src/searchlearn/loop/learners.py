@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 from searchlearn.config import ConfigError
-from searchlearn.contracts import OutcomeReward
+from searchlearn.contracts import OutcomeReward, Task
 from searchlearn.distributed.shard import WithPolicy
 from searchlearn.learn.dpo import (
     node_value,
@@ -25,6 +25,7 @@ from searchlearn.learn.dpo import (
     train_dpo,
 )
 from searchlearn.learn.expert_iteration import expert_examples
+from searchlearn.learn.dense_rewards import PotentialShaping, reward_tokens
 from searchlearn.learn.grpo import recipe, train_grpo
 from searchlearn.learn.losses import dpo_loss, ipo_loss
 from searchlearn.learn.ppo import train_ppo
@@ -40,14 +41,23 @@ from searchlearn.types import Problem, SearchResult
 class Rewards:
     """`outcome` labels trajectories and scores RL rollouts (the task's verifier); `process` guides tree searches
     and values their nodes (the phase's `reward`: a scorer name of reward/scorers.py), built where the search runs,
-    from that process's policy (`distributed.shard.WithPolicy`)."""
+    from that process's policy (`distributed.shard.WithPolicy`); online learners with `shaping` > 0 take their
+    potential from it."""
 
     outcome: OutcomeReward
     process: WithPolicy  # builds a ProcessReward from a policy
+    task: Task
+
+    def shaping(self, policy, cfg) -> PotentialShaping | None:
+        """The online learner's dense rewards: Φ from the process scorer, weighted by cfg.shaping (None at 0)."""
+        if not cfg.shaping:
+            return None
+        return PotentialShaping(self.process.build(policy), self.task, policy.tokenizer.decode, cfg.shaping,
+                                getattr(cfg, "shaping_lam", 1.0))
 
 
 def round_rewards(scorer: str, task) -> Rewards:
-    return Rewards(VerifierReward(task), WithPolicy(make_scorer, (scorer, task)))
+    return Rewards(VerifierReward(task), WithPolicy(make_scorer, (scorer, task)), task)
 
 
 def label_outcomes(results: Sequence[SearchResult], problems: Sequence[Problem], outcome: OutcomeReward) -> None:
@@ -108,11 +118,14 @@ def train_group_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str, var
     """A GRPO-family run on the round's problem pool."""
     pair = recipe(variant, cfg)
     return train_grpo(policy, problems, cfg, rewards.outcome, pair.advantage_fn, pair.loss_fn, ckpt_dir=ckpt_dir,
-                      log=log, name=name)
+                      log=log, name=name, shaping=rewards.shaping(policy, cfg))
 
 
 def train_ppo_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str) -> dict:
-    return train_ppo(policy, problems, cfg, rewards.outcome, ckpt_dir=ckpt_dir, log=log, name=name)
+    shaping = rewards.shaping(policy, cfg)
+    out = train_ppo(policy, problems, cfg, rewards.outcome, dense_reward=shaping and shaping.token_rewards,
+                    ckpt_dir=ckpt_dir, log=log, name=name)
+    return out | ({"reward_tokens": reward_tokens(shaping.scorer)} if shaping else {})
 
 
 @dataclass(frozen=True)

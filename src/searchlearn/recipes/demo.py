@@ -13,7 +13,7 @@ Every stage is resumable (run.py): `--resume` continues a killed run where it st
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from searchlearn import progress
@@ -69,13 +69,15 @@ class RewardStageConfig:
     problems: int = 16  # training problems whose sampled solutions get Monte-Carlo step labels (0 = no stage)
     samples: int = 4  # solutions sampled per training problem
     rollouts: int = 4  # M completions per step prefix (hard label: any correct; soft: the fraction)
-    models: tuple[str, ...] = ("prm_soft", "orm", "ppm_soft")  # heads: KIND_LABEL (+ prm_hard, value_soft, implicit)
+    models: tuple[str, ...] = ("prm_soft", "orm", "implicit")  # heads: KIND_LABEL (+ prm_hard, value_soft, ppm_soft)
+    outcome_problems: int = 256  # more training problems with outcome labels only (no rollouts), for orm / implicit
     aggregate: str = "min"  # how a learned model's step scores rank a solution (last | min | prod | mean)
     train: RewardTrainConfig = field(default_factory=lambda: RewardTrainConfig(steps=50))  # each head's training
     held_out: float = 0.2  # share of the labelled problems held out: early stopping and the choice of backbone
     backbones: tuple[str, ...] = ()  # full | frozen | last:K to choose from by held-out loss (empty: train.backbone)
     eval_problems: int = 16  # held-out problems of the reward evaluation
     eval_samples: int = 16  # N solutions per held-out problem: rerank@N against maj@N and pass@N
+    guide: str = "implicit"  # the head that guides a second search sweep (one of `models`; "" = none)
 
     def __post_init__(self) -> None:
         for name in self.models:
@@ -84,6 +86,10 @@ class RewardStageConfig:
                 raise ConfigError(f"reward.models: {name!r} is not KIND_LABEL ({'|'.join(KINDS.names())}, soft|hard)")
         if min(self.samples, self.rollouts, self.eval_problems, self.eval_samples) < 1 or self.problems < 0:
             raise ConfigError("reward: problems >= 0; samples, rollouts, eval_problems, eval_samples >= 1")
+        if self.outcome_problems < 0:
+            raise ConfigError("reward.outcome_problems must be >= 0")
+        if self.guide and self.guide not in self.models:
+            raise ConfigError(f"reward.guide {self.guide!r} is not one of reward.models {list(self.models)}")
         if not 0 <= self.held_out < 1:
             raise ConfigError(f"reward.held_out must be in [0, 1), got {self.held_out}")
         for backbone in self.backbones:
@@ -128,8 +134,9 @@ def quick(cfg: DemoConfig) -> DemoConfig:
     cfg.eval = EvalConfig(problems=32, samples=4, ks=(1, 4), max_new_tokens=128)
     cfg.sweep_problems = 8
     cfg.sweep = SweepConfig(strategies=("bon", "beam"), budgets=(2, 4), scorer="gold", max_new_tokens=128)
-    cfg.reward = RewardStageConfig(problems=8, samples=2, rollouts=2, models=("prm_soft", "orm"),
-                                   train=RewardTrainConfig(steps=10), eval_problems=8, eval_samples=4)
+    cfg.reward = RewardStageConfig(problems=8, samples=2, rollouts=2, models=("prm_soft", "orm"), outcome_problems=8,
+                                   train=RewardTrainConfig(steps=10), eval_problems=8, eval_samples=4,
+                                   guide="prm_soft")
     return cfg
 
 
@@ -137,28 +144,26 @@ def run_demo(cfg: DemoConfig, out: str | Path = "runs/demo", resume: bool = Fals
     """Run (or, with `resume`, continue) the demo in `out`; returns metrics.json's content."""
     run = Run(out, resume, cfg.report_to, to_dict(cfg))
     write_json(run.out / "config.json", to_dict(cfg))
+    guided = bool(cfg.sweep_problems and cfg.reward.problems and cfg.reward.guide)
     run.plan(stage_names(cfg) + ["sweep"] * bool(cfg.sweep_problems) + ["reward"] * bool(cfg.reward.problems)
-             + ["trees"] * bool(cfg.tree_problems))
+             + ["sweep_learned"] * guided + ["trees"] * bool(cfg.tree_problems))
     with workers(cfg.workers, cfg.ray_address):
         return _demo(cfg, run)
 
 
 def _demo(cfg: DemoConfig, run: Run) -> dict:
-    """The loop's rounds, then the search sweep, the reward stage and the trees, each a resumable stage of `run`."""
+    """The loop's rounds, then the search sweep, the reward stage, the sweep guided by a learned head, and the trees,
+    each a resumable stage of `run`."""
     trained = train(cfg, run)
     sections = []
-    if cfg.sweep_problems:
-        problems = trained.test[: cfg.sweep_problems]
+    problems = trained.test[: cfg.sweep_problems]
 
-        def search_sweep() -> dict:
-            progress.say(f"search sweep: {', '.join(cfg.sweep.strategies)} × budgets {cfg.sweep.budgets} "
-                         f"on {len(problems)} held-out problems ({cfg.sweep.scorer} scorer)")
-            return {"rows": sweep(trained.policy, trained.task, problems, cfg.sweep)}
+    def search_sweep(scfg: SweepConfig, label: str) -> dict:
+        progress.say(f"search sweep: {', '.join(scfg.strategies)} × budgets {scfg.budgets} on {len(problems)} "
+                     f"held-out problems ({label} scorer)")
+        return {"rows": sweep(trained.policy, trained.task, problems, scfg)}
 
-        rows = run.stage("sweep", search_sweep)["rows"]
-        write_json(run.out / "search_curves.json", rows)
-        figure = plot_curves(rows, run.out / "search_curves.png", "Test-time search on the final policy")
-        sections.append(sweep_section(rows, figure))
+    rows = run.stage("sweep", lambda: search_sweep(cfg.sweep, cfg.sweep.scorer))["rows"] if cfg.sweep_problems else []
     metrics = summary(cfg, run, trained)
     if cfg.reward.problems:
         result = run.stage("reward", lambda: reward_models(cfg, run, trained))
@@ -169,11 +174,31 @@ def _demo(cfg: DemoConfig, run: Run) -> dict:
         metrics["reward"] = {name: {k: r[k] for k in ("step_auc", "first_error_acc", "outcome_auc", "ece")
                                     if k in r} | {"rerank": r[f"rerank@{cfg.reward.eval_samples}"]}
                              for name, r in result.items() if isinstance(r, dict) and "step_auc" in r}
+        head = run.out / "reward" / cfg.reward.guide
+        if rows and cfg.reward.guide and not head.exists():
+            progress.say(f"search sweep guided by {cfg.reward.guide}: skipped, the head was not trained")
+        elif rows and cfg.reward.guide:
+            guided = replace(cfg.sweep, scorer=f"learned:{head}")
+            learned = run.stage("sweep_learned", lambda: search_sweep(guided, f"learned {cfg.reward.guide}"))["rows"]
+            rows = with_scorer(rows, cfg.sweep.scorer) + with_scorer(learned, f"learned:{cfg.reward.guide}", False)
         metrics["wall_seconds"] = run.seconds  # the reward stage included
+    if rows:
+        write_json(run.out / "search_curves.json", rows)
+        figure = plot_curves(rows, run.out / "search_curves.png", "Test-time search on the final policy")
+        sections.insert(0, sweep_section(rows, figure))
     if cfg.tree_problems:  # last, so that nothing before it depends on it
         sections.append(trees_section(run.stage("trees", lambda: search_trees(cfg, trained))["trees"]))
     finish(cfg, run, trained, metrics, sections)
     return metrics
+
+
+def with_scorer(rows: list[dict], label: str, keep_free: bool = True) -> list[dict]:
+    """Sweep rows named by the scorer that guided them ("beam (gold)"), for one figure of two sweeps. Majority vote and
+    pass@n use no scorer: both sweeps draw the same samples, so they are kept from the first only (`keep_free`)."""
+    free = ("bon_majority", "pass@n")
+    return [r | {"scorer": label} if r["strategy"] in free else r | {"strategy": f"{r['strategy']} ({label})",
+                                                                     "scorer": label}
+            for r in rows if keep_free or r["strategy"] not in free]
 
 
 def search_trees(cfg: DemoConfig, trained) -> dict:
@@ -210,13 +235,21 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     labels = label_solutions(policy, task, problems, rc.samples, rc.rollouts, cfg.eval.max_new_tokens, cfg.seed)
     agreement = {**label_agreement(labels, task), "seconds": time.time() - t0}
     agreement["labels_per_second"] = agreement["steps"] / max(agreement["seconds"], 1e-9)
+    outcomes = []  # outcome labels alone (the verifier): a sample per solution, so hundreds of problems are affordable
+    if rc.outcome_problems and any(KINDS[name.partition("_")[0]].outcome_only for name in rc.models):
+        t0 = time.time()
+        extra = task.problems("train", rc.outcome_problems, seed=cfg.seed + 19)
+        outcomes = label_solutions(policy, task, extra, rc.samples, 0, cfg.eval.max_new_tokens, cfg.seed + 19)
+        agreement["outcome_labelled"] = {"solutions": len(outcomes), "problems": len(extra),
+                                         "seconds": time.time() - t0}
     scorers = {"confidence": (ConfidenceScorer(policy, task), "mean"),
                "selfeval": (SelfEvalScorer(policy, task), "mean")}
     trained_stats = {}
     for name in rc.models:
         kind, _, label = name.partition("_")
         try:
-            model, stats = fit(policy, labels, kind, label or "soft", rc.train, log=run.log, held_out=rc.held_out,
+            data = labels + outcomes if KINDS[kind].outcome_only else labels
+            model, stats = fit(policy, data, kind, label or "soft", rc.train, log=run.log, held_out=rc.held_out,
                                backbones=rc.backbones)
         except ValueError as e:  # no training examples (PPM: no sibling pair with a margin): reported, not fatal
             trained_stats[name] = {"skipped": str(e)}
@@ -231,5 +264,6 @@ def reward_models(cfg: DemoConfig, run: Run, trained) -> dict:
     result = evaluate_rewards(policy, task, test, rc.eval_samples, scorers, cfg.eval.max_new_tokens, cfg.seed + 2)
     result["_data"]["train"] = trained_stats
     result["_data"]["labelled_solutions"] = len(labels)
+    result["_data"]["outcome_labelled_solutions"] = len(outcomes)
     result["_data"]["labels"] = agreement  # the MC labels' own AUC against gold, and their throughput
     return result

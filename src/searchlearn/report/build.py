@@ -78,7 +78,8 @@ def build_report(out: str | Path, metrics: dict, results: dict, ks: list[int], r
 
 def sweep_section(rows: list[dict], figure: Path) -> tuple[str, str]:
     """Test-time search: the scaling figure and one table row per strategy × budget."""
-    note = f"<p>{rows[0]['problems']} held-out problems, guided by the {rows[0]['scorer']} scorer.</p>"
+    scorers = " and the ".join(dict.fromkeys(r["scorer"] for r in rows))
+    note = f"<p>{rows[0]['problems']} held-out problems, guided by the {scorers} scorer (in brackets where two).</p>"
     caption = ("Accuracy against the tokens each strategy generated per problem (log scale); pass@n, dashed, is the "
                "oracle ceiling of best-of-N. A strategy above another at the same x uses its compute better.")
     table = html.table({f"{r['strategy']} n={r['budget']}": r for r in rows},
@@ -96,6 +97,8 @@ def reward_section(result: dict, figure: Path) -> tuple[str, str]:
             f"pass@{n} {data[f'pass@{n}']:.3f}. rerank@{n} picks the solution a scorer ranks first; gap closed = "
             f"(rerank − maj) / (pass − maj). Learned heads were trained on Monte-Carlo labels of "
             f"{data.get('labelled_solutions', '?')} solutions to training problems"
+            + (f" (outcome heads also on the verifier's outcome of {n_out:,} more)"
+               if (n_out := data.get("outcome_labelled_solutions")) else "")
             + (f"; those labels agree with gold at AUC {labels['soft_auc']:.3f} (soft) and {labels['hard_auc']:.3f} "
                f"(hard), {labels['labels_per_second']:,.0f} step labels/s"
                if (labels := data.get("labels")) and labels.get("soft_auc") is not None else "") + ".</p>")

@@ -216,14 +216,15 @@ class HeadKind:
     data: Callable  # (tokenizer, StepLabels, label "soft" | "hard", Q margin, max_length) -> Examples or pairs
     loss: Callable  # (model, batch of Examples or (chosen, rejected) pairs, pad_id) -> (loss, stats)
     probability: Callable[[torch.Tensor], torch.Tensor]  # raw head outputs -> scores in [0, 1]
+    outcome_only: bool = False  # trains on the verifier's outcome alone: solutions need no Monte-Carlo rollouts
 
 
 KINDS: Registry[HeadKind] = Registry("reward model kind", {
-    "orm": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid),  # outcome at the last step
+    "orm": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid, True),  # outcome at the last step
     "prm": HeadKind(_labelled("prm"), _pointwise(bce_loss), torch.sigmoid),  # MC label at every step end
     "value": HeadKind(_labelled("value"), _pointwise(mse_loss), lambda raw: raw.clamp(0.0, 1.0)),  # V regression
     "ppm": HeadKind(_sibling_pairs, _pairwise, torch.sigmoid),  # Bradley–Terry on siblings; σ is monotone in r
-    "implicit": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid),  # outcome BCE on β log πφ/πref
+    "implicit": HeadKind(_labelled("orm"), _pointwise(bce_loss), torch.sigmoid, True),  # outcome BCE, β log πφ/πref
 })
 
 

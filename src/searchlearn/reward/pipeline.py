@@ -44,7 +44,11 @@ def sample_solutions(policy, problems: list[Problem], n: int, max_new_tokens: in
 def label_solutions(policy, task, problems: list[Problem], samples: int, rollouts: int, max_new_tokens: int,
                     seed: int) -> list[StepLabels]:
     """`samples` solutions per problem, each step labelled by `rollouts` completions (hard and soft labels), flat
-    and problem-major; sharded over the workers when a pool is active (`--workers N`)."""
+    and problem-major; sharded over the workers when a pool is active (`--workers N`). `rollouts` = 0 labels the
+    outcome alone (the verifier, no step labels): the data of outcome-trained heads (ORM, implicit PRM), a sample
+    per solution instead of a sample per step and rollout."""
+    if rollouts < 0:
+        raise ValueError(f"rollouts must be >= 0, got {rollouts}")
     per_problem = map_problems(_label_problems, problems, policy, task, samples, rollouts, max_new_tokens, seed)
     return [labels for group in per_problem for labels in group]
 
@@ -53,14 +57,19 @@ def _label_problems(problems: list[Problem], policy, task, samples: int, rollout
                     seed: int) -> list[list[StepLabels]]:
     """`label_solutions` on these problems, one list of `samples` labelled solutions per problem."""
     problem_of, texts = sample_solutions(policy, problems, samples, max_new_tokens, seed)
-    labels = mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+    if rollouts:
+        labels = mc_labels(policy, task, problem_of, texts, m=rollouts, max_new_tokens=max_new_tokens, seed=seed + 1)
+    else:
+        labels = [StepLabels(p, task.steps(t), outcome=task.verify(p, t).score) for p, t in zip(problem_of, texts)]
     return [labels[i * samples : (i + 1) * samples] for i in range(len(problems))]
 
 
 def label_agreement(labels: Sequence[StepLabels], task) -> dict:
     """How well the Monte-Carlo labels themselves agree with the task's gold step labels: AUC of the soft and the hard
-    labels against gold over every labelled step (None where the task has no gold labels or one class is missing)."""
-    if not hasattr(task, "gold_step_values"):
+    labels against gold over every labelled step (None where the task has no gold labels, one class is missing, or
+    the solutions carry outcome labels only: labelled with 0 rollouts)."""
+    labels = [r for r in labels if r.hard]
+    if not hasattr(task, "gold_step_values") or not labels:
         return {"soft_auc": None, "hard_auc": None, "steps": sum(len(r.steps) for r in labels)}
     gold = [g for r in labels for g in task.gold_step_values(r.problem, r.completion)]
     soft = [v for r in labels for v in r.soft]
@@ -113,6 +122,9 @@ def fit(policy, labels: Sequence[StepLabels], kind: str, label: str, cfg: Reward
     its minimum are kept), and with several `backbones` (full | frozen | last:K) each is trained and the one with the
     lowest held-out loss is returned. Returns (model, stats): stats["examples"] (pairs for PPM), "held_out_examples",
     "backbone" (the one kept) and "backbones" (each one's held-out loss)."""
+    if not KINDS[kind].outcome_only and any(r.steps and not r.hard for r in labels):
+        raise ValueError(f"a {kind} head needs step labels; some solutions have only their outcome (labelled with "
+                         "0 rollouts): label them with rollouts >= 1, or train an outcome head (orm, implicit)")
     train, val = split_by_problem(labels, held_out, cfg.seed) if held_out else (list(labels), [])
     limit = policy.model.config.max_position_embeddings
     data = KINDS[kind].data(policy.tokenizer, train, label, margin, limit)
