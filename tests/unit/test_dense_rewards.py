@@ -3,17 +3,17 @@ advantages on hand-built rollouts, and GRPO learning from them where the outcome
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from searchlearn.learn.advantages import step_gae
 from searchlearn.learn.dense_rewards import PotentialShaping
 from searchlearn.learn.grpo import GRPOConfig, train_grpo
 from searchlearn.learn.rollout import Rollout
 from searchlearn.loop.learners import round_rewards
-from searchlearn.tasks.countdown_rules import steps as line_steps
-from searchlearn.tasks.registry import DEFAULT_TASK, DefaultTaskConfig
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.tasks.countdown_rules import steps as line_steps
+from searchlearn.tasks.registry import DEFAULT_TASK, DefaultTaskConfig
 from searchlearn.types import Completion, Problem
 
 TOK = TaskTokenizer(words=(), max_number=20)
@@ -21,10 +21,7 @@ PROBLEMS = [Problem(f"p{i}", f"{i} {i + 1} -> {2 * i + 1}\n") for i in range(8)]
 
 
 def tiny_policy(seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return LocalPolicy(LlamaForCausalLM(config), TOK)
+    return LocalPolicy(tiny_model(seed, TOK.vocab_size), TOK)
 
 
 class Lines:

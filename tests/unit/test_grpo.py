@@ -3,6 +3,7 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import tiny_model
 
 from searchlearn.learn.advantages import grpo_advantages
 from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo, update
@@ -18,7 +19,6 @@ from searchlearn.learn.rollout import (
 )
 from searchlearn.learn.trainer import Trainer
 from searchlearn.policy.heads import ValueModel
-from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Completion, Problem
@@ -28,10 +28,7 @@ PROBLEMS = [Problem(f"p{i}", f"{i} {i + 1} -> {2 * i + 1}\n") for i in range(8)]
 
 
 def tiny_policy(seed=0):
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return LocalPolicy(LlamaForCausalLM(config), TOK)
+    return LocalPolicy(tiny_model(seed, TOK.vocab_size), TOK)
 
 
 def sevens(problems, completions):

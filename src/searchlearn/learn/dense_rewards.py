@@ -32,7 +32,7 @@ import torch
 
 from searchlearn.contracts import ProcessReward, Task
 from searchlearn.learn.advantages import step_gae
-from searchlearn.learn.rollout import Rollout, step_end_tokens
+from searchlearn.learn.rollout import Rollout, step_end_tokens, step_rewards
 
 
 @dataclass
@@ -66,17 +66,13 @@ class PotentialShaping:
 
     def token_rewards(self, rollout: Rollout) -> torch.Tensor:
         """PPO's dense rewards, (B, T−1) on `rollout.batch`'s action columns: Φ(s_{k+1}) − Φ(s_k) on the token that
-        ends step k, Φ(s_0) = Φ(s_T) = 0, Φ = α·score."""
-        out = torch.zeros(rollout.batch.action_mask.shape, dtype=torch.float32)
-        for r, (steps, values) in enumerate(zip(*self.step_values(rollout))):
-            if not steps:
-                continue
-            phi = [0.0] + [self.coef * v for v in values[:-1]] + [0.0]  # Φ(s_0) … Φ(s_T)
-            first = len(rollout.prompt_ids[r]) - 1  # the column scoring the first completion token
-            terms = [phi[k + 1] - phi[k] for k in range(len(steps))]  # reward/shaping.py's terms, γ = 1
-            for term, token in zip(terms, step_end_tokens(rollout.completions[r].token_ids, steps, self.decode)):
-                out[r, first + token] += term
-        return out
+        ends step k, Φ(s_0) = Φ(s_T) = 0, Φ = α·score (reward/shaping.py's terms, γ = 1)."""
+        steps, values = self.step_values(rollout)
+        terms = []
+        for row in values:
+            phi = [0.0] + [self.coef * v for v in row[:-1]] + [0.0]  # Φ(s_0) … Φ(s_T)
+            terms.append([phi[k + 1] - phi[k] for k in range(len(row))])
+        return step_rewards(rollout, terms, steps, self.decode)
 
     def token_advantages(self, rollout: Rollout, advantages: torch.Tensor) -> torch.Tensor:
         """The GRPO family's per-token advantages, (B, T−1): the recipe's outcome `advantages` (N, G) plus each

@@ -217,8 +217,8 @@ def train_grpo(
 
     policy: its sampler must generate from the model being trained. reward: outcome contract, e.g.
     `VerifierReward(task)`. shaping: dense per-step credit from a process scorer's values (`dense_rewards.py`;
-    None = the outcome reward alone). reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0, saved in
-    the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
+    None = the outcome reward alone). reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0,
+    saved in the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
     With a worker pool of N > 1 active (`--workers N`), the run is data-parallel on N ranks, each sampling and
     training on its share of every step's problems (`train_grpo_parallel`).
     Returns {"steps", "seconds", "last": the last logged record}.
@@ -242,7 +242,7 @@ def train_grpo(
         first = int(gather(torch.tensor([len(rollout.problems)]))[: rank_world()[0]].sum())  # this rank's first
         advantages_all = advantage_fn(rewards) if len(rewards) else torch.zeros(0, cfg.group_size)  # (N, G)
         advantages = advantages_all[first : first + len(rollout.problems)]  # (n, G) this rank's groups
-        if shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from the scorer's step values
+        if shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from step values
             spent = reward_tokens(shaping.scorer)
             advantages = shaping.token_advantages(rollout, advantages)
             record["ledger/reward_tokens"] = all_sum(reward_tokens(shaping.scorer) - spent)
