@@ -45,9 +45,35 @@ def test_quick_loop_writes_rounds_and_changes_the_policy(quick_loop):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records if r.get("phase") == "eval"] == [0, 1, 2]
     assert any(r.get("phase") == "round2" and "learn/reward" in r for r in records)
-    for png in ("pass_at_k.png", "rounds.png", "loss.png", "reward.png", "accuracy_vs_compute.png"):
+    for png in ("pass_at_k.png", "rounds.png", "loss.png", "reward.png", "accuracy_vs_compute.png",
+                "learning_curve.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "data:image/png;base64" in (out / "report.html").read_text()
+
+
+def test_quick_loop_writes_the_learning_curve(quick_loop):
+    """curve.every = 2: a point for the initial policy, every 2 learner steps and at each learner's last step; each
+    against the run's cumulative compute (EI: its best-of-4 search on 32 problems; GRPO: 8 problems × 4 per step)."""
+    out, _ = quick_loop
+    metrics = json.loads((out / "metrics.json").read_text())
+    curve = metrics["curve"]
+    assert [(p["round"], p["step"]) for p in curve] == [(0, 0)] + [(1, s) for s in range(2, 21, 2)] + [(2, 2), (2, 3)]
+    assert curve[0] | {"pass@1": 0} == {"round": 0, "step": 0, "learner": "init", "samples": 0, "generated_tokens": 0,
+                                        "train_tokens": 0, "wall_s": 0.0, "pass@1": 0}
+    ei, grpo = curve[1:11], curve[11:]
+    assert all(p["learner"] == "expert_iteration" and p["samples"] == 32 * 4 for p in ei)
+    assert [p["samples"] for p in grpo] == [128 + 2 * 32, 128 + 3 * 32]
+    assert [p["learner"] for p in grpo] == ["grpo", "grpo"]
+    for a, b in zip(curve, curve[1:]):
+        assert b["train_tokens"] > a["train_tokens"] and b["wall_s"] >= a["wall_s"]
+        assert b["generated_tokens"] >= a["generated_tokens"]
+    search = json.loads((out / "stages" / "round1_search.json").read_text())["stats"]
+    assert ei[0]["generated_tokens"] == search["ledger/generated_tokens"]
+    for p in curve:  # greedy pass@1 on 8 problems: a multiple of 1/8
+        assert p["pass@1"] * 8 == pytest.approx(round(p["pass@1"] * 8))
+    final = [r for r in (json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines())
+             if r.get("phase") == "curve"]
+    assert len(final) == len(curve)
 
 
 @pytest.mark.parametrize("marker", ["stages/round1_search.json", "ckpt/round2/trainer_state.json"])
@@ -69,6 +95,8 @@ def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker, c
     a = json.loads((out / "metrics.json").read_text())
     b = json.loads((tmp_path / "metrics.json").read_text())
     assert a["rounds"] == b["rounds"] and a["init"] == b["init"] and a["final"] == b["final"]
+    untimed = [[{k: v for k, v in p.items() if k != "wall_s"} for p in m["curve"]] for m in (a, b)]
+    assert untimed[0] == untimed[1]  # the curve survives the kill whole: every point once, the same values
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in records if r.get("phase") == "eval"] == [0, 1, 2]
     assert sum(r.get("phase") == "round1_search" for r in records) == 1

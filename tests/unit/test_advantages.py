@@ -102,3 +102,12 @@ def test_overlong_penalty_piecewise():
     assert close(overlong_penalty(torch.tensor([8]), 10, 4, factor=0.5), [-0.25])
     with pytest.raises(ValueError):
         overlong_penalty(torch.tensor([1]), 10, 0)
+
+
+def test_w_reinforce_weights_solved_samples_by_lambda_and_failed_ones_by_minus_one():
+    from searchlearn.learn.advantages import w_reinforce_advantages
+
+    r = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    expected = torch.tensor([[0.1, -1.0, 0.1], [-1.0, -1.0, -1.0]])
+    torch.testing.assert_close(w_reinforce_advantages(r, positive_weight=0.1), expected)
+    assert w_reinforce_advantages(torch.tensor([0.5]), positive_weight=0.2).item() == pytest.approx(0.1 - 0.5)

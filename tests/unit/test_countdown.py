@@ -402,3 +402,72 @@ def test_steps_split():
     assert steps("a\n\nb") == ["a\n", "\n", "b"]
     assert CountdownTask.step_delimiter == "\n"
     assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok", "vs", "try", "need")
+
+
+def test_checked_reward_pays_only_for_right_answers_reached_without_a_wrong_line():
+    from searchlearn.reward.verifiers import CheckedReward, VerifierReward
+
+    task = CountdownTask()
+    problem = Problem("c", "3 7 25 -> 46\n", data={"nums": [3, 7, 25], "target": 46})
+    clean = "try 25: need 21 71 - - - - | 3 7 -> 10 4 21 yes\n7*3=21 | 25 21\n25+21=46 vs 46 yes\nanswer 25+(7*3)\n"
+    slip = clean.replace("10 4 21 yes", "10 5 21 yes")  # 7−3 written as 5: the answer is still right
+    wrong = "7+3=10 | 25 10\n25+10=35 vs 46 no\nanswer 25+7+3\n"
+    texts = [clean, slip, wrong]
+    assert VerifierReward(task)([problem] * 3, texts) == [1.0, 1.0, 0.0]
+    assert CheckedReward(task)([problem] * 3, texts) == [1.0, 0.0, 0.0]
+
+
+# -- forward checks: no arithmetic with the target as an operand ------------------------------------------------------
+FORWARD_3_7_25 = ("try 3: 7 25 -> 32 18 175 - | 32 35 29 96 - | 18 21 15 54 6 | 175 178 172 525 - no\n"
+                  "try 7: 3 25 -> 28 22 75 - | 28 35 21 196 4 | 22 29 15 154 - | 75 82 68 525 - no\n"
+                  "try 25: 3 7 -> 10 4 21 - | 10 35 15 250 - | 4 29 21 100 - | 21 46 yes\n")
+
+
+def test_forward_trace_hand_computed():
+    """Each make value c of the others, then what c and x make (c+x, c−x, c·x, c/x, larger first), each compared with
+    46 as it is written; the moves of the yes follow."""
+    cfg = CountdownConfig(checks="forward", corrections=0.0)
+    assert trace(P, cfg, random.Random(0)) == (FORWARD_3_7_25 + "7*3=21 | 25 21\n25+21=46 vs 46 yes\n"
+                                               "check 25+(7*3)=46 ok\nanswer 25+(7*3)\n")
+    p = problem([20, 4, 2], 10)  # 4−2 = 2, then 20/2: the quotient, larger number first
+    text = trace(p, CountdownConfig(checks="forward", corrections=0.0, verify=False), random.Random(0))
+    assert text == "try 20: 4 2 -> 6 2 8 2 | 6 26 14 120 - | 2 22 18 40 10 yes\n4-2=2 | 20 2\n20/2=10 vs 10 yes\n" \
+                   "answer 20/(4-2)\n"  # the second 2 (4/2) is not checked again
+
+
+def test_forward_traces_verify_label_and_catch_their_slips():
+    task = CountdownTask(CountdownConfig(checks="forward", corrections=0.5))
+    tokenizer = TaskTokenizer(words=CountdownTask.words, max_number=999)
+    rng, slips = random.Random(1), 0
+    for p in task.problems("train", 200, seed=6):
+        segments = task.trace_segments(p, rng)
+        text = "".join(t for t, _ in segments)
+        assert task.verify(p, text).correct
+        lines, gold = steps(text), task.gold_step_values(p, text)
+        marks = [m for _, m in task.step_marks(p, text)]
+        untrained = sum(not keep for _, keep in segments)
+        assert untrained == text.count("back |")
+        for k, line in enumerate(lines):
+            if line.startswith("try") and line.endswith(" yes\n") and k + 2 < len(lines) and " no\n" in lines[k + 2]:
+                assert marks[k] == "arithmetic error" and gold[k] == 0.0  # the slip: a value written as the target
+                assert lines[k + 3].startswith("back | ")
+                slips += 1
+            elif not any(not keep for _, keep in segments):
+                assert gold[k] == 1.0, line
+        assert tokenizer.unk_id not in tokenizer.encode(p.prompt + text)
+    assert slips > 30
+
+
+def test_gold_values_of_forward_try_lines():
+    no3, no7, yes25 = FORWARD_3_7_25.splitlines(True)
+    assert gold_step_values(P, no3 + no7 + yes25 + "7*3=21 | 25 21\n25+21=46 vs 46 yes\n") == [1.0] * 5
+    wrong = {
+        no3.replace("175 178", "175 179"): "arithmetic error",  # 175+3 is 178
+        no3.replace("32 18 175", "32 18 176"): "arithmetic error",  # 25*7 is 175
+        yes25.replace("21 46 yes", "21 46 no"): "dead end",  # 21+25 is the target: wrong verdict
+        yes25.replace(" | 21 46 yes", " yes"): "dead end",  # yes before the value that makes it
+        no3.replace(" | 175 178 172 525 -", ""): "dead end",  # "no" before every value is written
+    }
+    for line, mark in wrong.items():
+        assert gold_step_values(P, line) == [0.0], line
+        assert [m for _, m in CountdownTask().step_marks(P, line)] == [mark], line

@@ -166,11 +166,12 @@ def test_train_grpo_with_reference_resumes_exactly(tmp_path):
         assert torch.allclose(a, b, atol=1e-6), k
 
 
-def test_beta_zero_loads_no_reference(monkeypatch):
+def test_beta_zero_without_kl_logging_loads_no_reference(monkeypatch):
     import searchlearn.learn.trainer as trainer
 
     monkeypatch.setattr(trainer.copy, "deepcopy", lambda *a: pytest.fail("a reference was built with beta = 0"))
-    train_grpo(tiny_policy(), PROBLEMS, small_cfg(steps=1), sevens, loss_fn=partial(grpo_loss, eps_low=0.1))
+    train_grpo(tiny_policy(), PROBLEMS, small_cfg(steps=1, log_kl_init=False), sevens,
+               loss_fn=partial(grpo_loss, eps_low=0.1))
 
 
 def test_value_model_shapes_and_sharing():
@@ -220,3 +221,43 @@ def test_step_rewards_land_on_the_token_that_ends_each_step():
     assert dense.shape == (1, 2 + len(ids))  # prompt 2 + completion + EOS, minus the shift
     assert dense[0, 1 + 5].item() == 0.5 and dense[0, 1 + len(ids) - 1].item() == -1.0  # on the two "\n" tokens
     assert dense.abs().sum().item() == 1.5
+
+
+def test_kl_early_stop_ends_the_updates_when_the_hand_computed_kl_passes_the_target():
+    """One full-batch update moves π_θ away from the rollout's π_old by KL k3 = κ (computed here by hand). With the
+    target just below κ the next minibatch's check stops the updates after the first; just above, a second runs."""
+    policy = tiny_policy()
+    rollout, _ = collect(policy, PROBLEMS, 0, small_cfg(), sevens)
+    advantages = grpo_advantages(rollout.rewards).flatten()
+    start = copy.deepcopy(policy.model.state_dict())
+    batch, mask = rollout.batch, rollout.batch.action_mask
+    logp_old = frozen_logprobs(policy.model, batch)
+    one = update(Trainer(policy.model, small_cfg(), "grpo"), rollout, advantages, small_cfg(), grpo_loss, step=0)
+    assert one["updates"] == 1
+    log_r = frozen_logprobs(policy.model, batch) - logp_old  # log π_θ − log π_old after the update
+    kappa = float(((torch.expm1(-log_r) + log_r) * mask).sum() / mask.sum())  # k3 of KL(π_old ‖ π_θ), token mean
+    assert kappa > 0
+    for target, updates in ((0.99 * kappa, 1), (1.01 * kappa, 2)):
+        policy.model.load_state_dict(start)
+        cfg = small_cfg(epochs=2, target_kl=target)
+        stats = update(Trainer(policy.model, cfg, "grpo"), rollout, advantages, cfg, grpo_loss, step=0)
+        assert stats["updates"] == updates and stats["kl_stop"] == float(updates == 1)
+
+
+def test_accepted_with_error_counts_solved_samples_with_a_wrong_line():
+    from searchlearn.learn.grpo import accepted_with_error
+    from searchlearn.learn.rollout import Rollout
+    from searchlearn.tasks.countdown import CountdownTask
+
+    task = CountdownTask()
+    problem = Problem("c", "3 7 25 -> 46\n", data={"nums": [3, 7, 25], "target": 46})
+    clean = "7*3=21 | 25 21\n25+21=46 vs 46 yes\nanswer 25+(7*3)\n"
+    slip = "7*3=22 | 25 21\n25+21=46 vs 46 yes\nanswer 25+(7*3)\n"  # a wrong product, then the right answer
+    wrong = "7+3=10 | 25 10\n25+10=35 vs 46 no\nanswer 25+7+3\n"
+    texts = [clean, slip, wrong, slip]
+    completions = [Completion(0, [], t, [], "eos") for t in texts]
+    scores = torch.tensor([[task.verify(problem, t).score for t in texts]])
+    assert scores.tolist() == [[1.0, 1.0, 0.0, 1.0]]
+    rollout = Rollout([problem], completions, [[]] * 4, [[]] * 4, scores, scores.clone())
+    assert accepted_with_error(rollout, task) == pytest.approx(2 / 3)
+    assert accepted_with_error(rollout, task, limit=1) == 0.0

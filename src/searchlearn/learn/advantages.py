@@ -45,6 +45,15 @@ def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
     return rewards - baseline
 
 
+def w_reinforce_advantages(rewards: torch.Tensor, positive_weight: float = 0.1) -> torch.Tensor:
+    """W-REINFORCE (Zhu et al. 2025, "The Surprising Effectiveness of Negative Reinforcement in LLM Reasoning",
+    arXiv 2506.01347, §4): REINFORCE with rewards ±1 and the positive samples down-weighted by λ,
+    L = −λ Σ_{y+} log π(y+) + Σ_{y−} log π(y−). For r ∈ [0, 1]: Â = λ·r − (1 − r) (λ for a solved sample, −1 for a
+    failed one). No baseline and no group: every sample pushes, failures hardest. rewards: (N, G) -> (N, G).
+    """
+    return positive_weight * rewards - (1 - rewards)
+
+
 def reinforce_pp_advantages(rewards: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """REINFORCE++ (Hu 2025, "REINFORCE++: A Simple and Efficient Approach for Aligning LLMs", §3 Eq. 6-7).
 

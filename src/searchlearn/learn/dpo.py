@@ -203,7 +203,9 @@ def train_dpo(
             stats["nll_chosen"] = nll.item() / share
         grad_norm = trainer.update(loss)
         stats = all_sum_dict({k: float(v) * share for k, v in stats.items()})  # pair-weighted means over the ranks
-        return {**{f"learn/{k}": v for k, v in stats.items()}, "learn/grad_norm": grad_norm}
+        trained = all_sum(sum(len(pairs[i][1]) + len(pairs[i][2]) for i in index))  # chosen + rejected tokens
+        return {**{f"learn/{k}": v for k, v in stats.items()}, "learn/grad_norm": grad_norm,
+                "count/train_tokens": int(trained)}
 
     model.train()
     result = trainer.run(step_fn)

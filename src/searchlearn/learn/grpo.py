@@ -40,8 +40,10 @@ from searchlearn.learn.advantages import (
     reinforce_pp_advantages,
     reinforce_pp_baseline_advantages,
     rloo_advantages,
+    w_reinforce_advantages,
 )
 from searchlearn.learn.data import minibatches, problem_indices
+from searchlearn.learn.problem_pool import EdgePool
 from searchlearn.learn.dense_rewards import PotentialShaping, reward_tokens
 from searchlearn.learn.losses import (
     dapo_loss,
@@ -70,6 +72,11 @@ class GRPOConfig(RolloutConfig):
     overlong_factor: float = 1.0  # scale of the overlong penalty
     length_chunks: int = 4  # a minibatch's forward runs on this many groups of rows of similar length (less padding)
     shaping_lam: float = 1.0  # λ of the step-level GAE when `shaping` > 0 (1 = Monte-Carlo returns; dense_rewards.py)
+    positive_weight: float = 0.1  # W-REINFORCE's λ: the weight of solved samples against failed ones (w_reinforce)
+    target_kl: float = 0.0  # end a rollout's updates once KL(π_old ‖ π_θ) on a minibatch passes this (0 = off)
+    log_kl_init: bool = True  # keep a frozen copy of the starting policy and log KL(π_θ ‖ π_start) (`learn/kl_ref`)
+    pool_refresh: int = 0  # edge-of-competence pool: draw only problems whose last group was neither all right nor
+    #                        all wrong (unseen ones too); such a verdict expires after this many steps (0 = off)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +86,8 @@ class GRPOConfig(RolloutConfig):
             raise ValueError("length_chunks must be >= 1")
         if not 0 <= self.shaping_lam <= 1:
             raise ValueError("shaping_lam must be in [0, 1]")
+        if self.target_kl < 0 or self.pool_refresh < 0:
+            raise ValueError("target_kl and pool_refresh must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -101,27 +110,35 @@ def recipe(name: str, cfg: GRPOConfig) -> Recipe:
         "rloo": lambda: Recipe(rloo_advantages, rloo_loss),
         "reinforce_pp": lambda: Recipe(reinforce_pp_advantages, reinforce_pp_loss),
         "reinforce_pp_baseline": lambda: Recipe(reinforce_pp_baseline_advantages, reinforce_pp_loss),
+        "w_reinforce": lambda: Recipe(partial(w_reinforce_advantages, positive_weight=cfg.positive_weight),
+                                      partial(dr_grpo_loss, max_tokens=cfg.max_new_tokens + 1)),
     }
     if name not in table:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(table)}")
     return table[name]()
 
 
-def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg: GRPOConfig, reward: OutcomeReward
-            ) -> tuple[Rollout, dict]:
+def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg: GRPOConfig, reward: OutcomeReward,
+            pool: EdgePool | None = None) -> tuple[Rollout, dict]:
     """Step `step`'s rollout: N problems × G samples, shaped rewards, and (DAPO) only informative groups.
 
     With dynamic sampling, groups whose rewards are all equal are dropped and further batches of fresh problems are
-    sampled (at most cfg.max_sampling_rounds in all) until N groups are kept; surplus groups are cut.
+    sampled (at most cfg.max_sampling_rounds in all) until N groups are kept; surplus groups are cut. With a `pool`
+    (problem_pool.py), problems are drawn from its edge of competence, and every group's pass rate goes back into it.
     """
-    if cfg.dynamic_sampling and rank_world()[1] > 1:
-        raise ValueError("DAPO dynamic sampling does not run data-parallel yet: use --workers 1 for it")
+    if (cfg.dynamic_sampling or pool is not None) and rank_world()[1] > 1:
+        raise ValueError("DAPO dynamic sampling and the edge pool do not run data-parallel yet: use --workers 1")
     parts, scores, lengths, kept_groups = [], [], [], 0
     for draw in range(cfg.max_sampling_rounds if cfg.dynamic_sampling else 1):
         params = cfg.sampling(step, draw)
-        index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed if draw == 0 else params.seed)
+        if pool is not None:
+            index = pool.draw(step, draw, cfg.prompts_per_step, cfg.seed)
+        else:
+            index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed if draw == 0 else params.seed)
         index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
         part = sample_rollout(policy, [problems[i] for i in index], reward, params)
+        if pool is not None:
+            pool.observe(index, (part.scores >= 1).float().mean(-1).tolist(), step)
         scores.append(part.scores.flatten())
         lengths.append(part.lengths().flatten())
         if cfg.overlong_buffer:
@@ -141,8 +158,23 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
              "learn/solved": (scores_ >= 1).float().mean().item(), "learn/score": scores_.mean().item(),
              "learn/completion_tokens": lengths_.mean().item(), "learn/groups": len(rewards_),
              "learn/groups_drawn": len(scores_) // cfg.group_size, "learn/unscored": all_sum(rollout.unscored),
-             "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
+             "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
+             "count/samples": len(scores_), "count/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
+    task = getattr(reward, "task", None)
+    if hasattr(task, "step_marks"):
+        stats["learn/accepted_with_error"] = accepted_with_error(rollout, task)
     return rollout, stats
+
+
+def accepted_with_error(rollout: Rollout, task, limit: int = 64) -> float:
+    """The share of verifier-accepted samples (the first `limit` of them) with a step the task marks as an arithmetic
+    error: the reward paying for wrong reasoning (a task that can check its steps: `step_marks`). NaN when none."""
+    accepted = [(rollout.problems[r // rollout.group_size], c) for r, c in enumerate(rollout.completions)
+                if rollout.scores.flatten()[r] >= 1][:limit]
+    if not accepted:
+        return float("nan")
+    wrong = sum(any(mark == "arithmetic error" for _, mark in task.step_marks(p, c.text)) for p, c in accepted)
+    return wrong / len(accepted)
 
 
 def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GRPOConfig, loss_fn: Callable,
@@ -166,10 +198,12 @@ def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GR
     was_training = model.training
     model.train()
     logp_old = None if on_policy else frozen_logprobs(model, batch)  # (B, T−1)
-    logp_ref = frozen_logprobs(reference, batch) if reference is not None and cfg.beta > 0 else None
+    logp_ref = frozen_logprobs(reference, batch) if reference is not None else None  # β > 0: the KL term; else logged
     sums: dict[str, float] = {}
-    n_updates = 0
+    n_updates, trained_tokens, stopped = 0, 0.0, False
     for epoch_plan in plan:
+        if stopped:
+            break
         for index in epoch_plan:
             index = local_rows(index, start, start + B)  # this rank's rows of the minibatch (all, in one process)
             share, token_share, stats = 1.0, 1.0, {}
@@ -183,11 +217,16 @@ def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GR
                 loss, stats = loss_fn(logp, old, adv, sub.action_mask, logp_ref=ref, beta=cfg.beta)
             else:  # none of this minibatch is here: a zero gradient, so that every rank steps together
                 loss = sum(p.sum() for p in model.parameters()) * 0.0
+            tokens = float(batch.action_mask[index].sum()) if len(index) else 0.0
             if parallel:
-                tokens = float(batch.action_mask[index].sum())
                 token_share = tokens / max(all_sum(tokens), 1.0)
                 share = token_share if unit == "tokens" else len(index) / max(all_sum(len(index)), 1.0)
                 loss = loss * share
+            if cfg.target_kl and all_sum(stats.get("approx_kl_old", 0.0) * token_share) > cfg.target_kl:
+                stopped = True  # π_θ has moved past the target from the rollout's policy: no more updates on it
+                sums["kl_stop"] = 1.0
+                break
+            trained_tokens += all_sum(tokens)
             grad_norm = trainer.update(loss)
             n_updates += 1
             for k, v in stats.items():  # weighted by this rank's share (the loss by its units, the token means by
@@ -196,7 +235,9 @@ def update(trainer: Trainer, rollout: Rollout, advantages: torch.Tensor, cfg: GR
             sums["grad_norm"] = sums.get("grad_norm", 0.0) + grad_norm / (len(counts) if parallel else 1)
     model.train(was_training)
     sums = all_sum_dict(sums)
-    return {k: v / max(1, n_updates) for k, v in sums.items()} | {"updates": n_updates}
+    stop = sums.pop("kl_stop", 0.0)
+    return {k: v / max(1, n_updates) for k, v in sums.items()} | {"updates": n_updates, "kl_stop": float(stop > 0),
+                                                                  "trained_tokens": trained_tokens}
 
 
 def train_grpo(
@@ -230,13 +271,19 @@ def train_grpo(
         raise ValueError(f"{name}: no training problems")
     model = policy.model
     trainer = Trainer(model, cfg, name, ckpt_dir, policy.tokenizer, log, stop_after)
-    trainer.resume()
-    if cfg.beta > 0 or reference is not None:
+    meta = trainer.resume() or {}
+    if cfg.beta > 0 or cfg.log_kl_init or reference is not None:
         reference = trainer.freeze_reference(reference)
+    pool = EdgePool(len(problems), cfg.pool_refresh) if cfg.pool_refresh else None
+    if pool is not None:
+        pool.load(meta.get("pool", {}))
 
     def step_fn(step: int) -> dict:
         t_rollout = time.time()
-        rollout, record = collect(policy, problems, step, cfg, reward)
+        rollout, record = collect(policy, problems, step, cfg, reward, pool)
+        if pool is not None:
+            trainer.meta["pool"] = pool.state()  # checkpointed with the step: a resumed run draws the same problems
+            record["learn/pool_edge"] = len(pool.eligible(step + 1)) / len(problems)
         t_update = time.time()
         rewards = gather(rollout.rewards)  # (N, G) every rank's groups, in problem order
         first = int(gather(torch.tensor([len(rollout.problems)]))[: rank_world()[0]].sum())  # this rank's first
@@ -253,6 +300,7 @@ def train_grpo(
         else:  # no group carries a learning signal: skip, rather than let Adam step on stale momentum
             stats = {"updates": 0}
         model.eval()
+        record["count/train_tokens"] = stats.pop("trained_tokens", 0.0)
         return {**record, **{f"learn/{k}": v for k, v in stats.items()}, "time/rollout_s": t_update - t_rollout,
                 "time/update_s": time.time() - t_update}
 

@@ -74,6 +74,7 @@ def _clipped_surrogate(logp, logp_old, advantages, mask, eps_low: float, eps_hig
                  "clip_frac_low": _masked_mean(low, mask).item(),
                  "clip_frac_high": _masked_mean(active - low, mask).item(),
                  "approx_kl_old": _masked_mean(torch.expm1(-log_ratio) + log_ratio, mask).item(),
+                 "entropy": _masked_mean(-logp_old, mask).item(),  # MC estimate: −log π_old of the sampled tokens
                  "tokens": int(mask.sum().item())}
     return per_token, stats
 

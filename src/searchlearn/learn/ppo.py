@@ -201,7 +201,10 @@ def train_ppo(
                   "learn/returns": all_sum((prep["returns"] * mask).sum().item()) / tokens,
                   **{f"learn/{k}": v for k, v in stats.items()},
                   "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
-                  "time/rollout_s": t_update - t_rollout, "time/update_s": time.time() - t_update}
+                  "time/rollout_s": t_update - t_rollout, "time/update_s": time.time() - t_update,
+                  "count/samples": int(all_sum(len(rollout.completions))),
+                  "count/generated_tokens": all_sum(rollout.ledger.generated_tokens),
+                  "count/train_tokens": int(tokens * cfg.epochs)}
         if "kl" in prep:
             record["learn/kl_ref"] = all_sum(prep["kl"].sum().item()) / tokens
         return record

@@ -112,7 +112,8 @@ def train_sft(
         tokens = all_sum(mask.sum().item())  # the global batch's completion tokens
         loss, _ = sft_loss(forward(inputs), targets, mask, tokens)  # logits (B, T, V)
         grad_norm = trainer.update(loss)
-        return {"learn/loss": all_sum(loss.item()), "learn/grad_norm": grad_norm, "learn/tokens": int(tokens)}
+        return {"learn/loss": all_sum(loss.item()), "learn/grad_norm": grad_norm, "learn/tokens": int(tokens),
+                "count/train_tokens": int(tokens)}
 
     model.train()
     try:

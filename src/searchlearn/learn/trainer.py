@@ -6,7 +6,8 @@ Everything else lives here, once:
 
   * AdamW with decay on matrices only; linear warm-up then cosine decay to `min_lr_ratio`·lr (`learning_rate`);
   * global gradient-norm clipping over every trained parameter;
-  * a progress bar, and one logged record per `log_every` steps (each statistic averaged over those steps);
+  * a progress bar, and one logged record per `log_every` steps (each statistic averaged over those steps, except
+    the `count/` counters, summed: samples drawn, tokens generated and trained, `count/seconds` of the steps);
   * atomic checkpoints every `checkpoint_every` steps and at the end: the weights, the optimizer, the RNG state, the
     step, the frozen reference (when there is one), auxiliary modules (a critic) and JSON `meta`;
   * exact resume: a killed run restarted on the same `ckpt_dir` ends with the weights an uninterrupted run would have,
@@ -171,7 +172,9 @@ class Trainer:
             bar.skip(self.step)
             while self.step < cfg.steps and (self.stop_after is None or self.step < self.stop_after):
                 lr = self._set_lr()
+                t_step = time.time()
                 stats = step_fn(self.step)
+                stats.setdefault("count/seconds", time.time() - t_step)
                 self.step += 1
                 bar.advance()
                 window.append(stats)
@@ -192,14 +195,21 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
 
+COUNTERS = "count/"  # statistics that add up over steps (samples, tokens, seconds): a window's record holds the sum
+
+
 def _mean(window: list[dict]) -> dict:
-    """Each statistic's mean over the steps of a logging window (a non-number: its last value)."""
+    """Each statistic's mean over the steps of a logging window (a non-number: its last value; a `count/` counter:
+    its sum, so that the records of a run add up to its totals whatever `log_every` is)."""
     keys = dict.fromkeys(k for stats in window for k in stats)
     out = {}
     for key in keys:
         values = [s[key] for s in window if key in s]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        out[key] = sum(values) / len(values) if numeric and len(values) > 1 else values[-1]
+        if numeric and key.startswith(COUNTERS):
+            out[key] = sum(values)
+        else:
+            out[key] = sum(values) / len(values) if numeric and len(values) > 1 else values[-1]
     return out
 
 

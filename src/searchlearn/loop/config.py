@@ -21,11 +21,13 @@ from searchlearn.learn.dpo import DPOConfig
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.ppo import PPOConfig
 from searchlearn.learn.sft import SFTConfig
+from searchlearn.loop.curve import CurveConfig
 from searchlearn.loop.initialize import InitConfig
 from searchlearn.loop.learners import LEARNERS
 from searchlearn.policy.vllm_policy import VLLMOptions
 from searchlearn.report.sinks import SINKS
 from searchlearn.reward.scorers import SCORERS
+from searchlearn.reward.verifiers import OUTCOMES
 from searchlearn.search.evaluate import EvalConfig
 from searchlearn.search.registry import SEARCHERS
 from searchlearn.tasks.registry import DefaultTaskConfig
@@ -68,6 +70,7 @@ class PhaseConfig:
     learner: str = "expert_iteration"  # expert_iteration (= sft), dpo, ipo, step_dpo, grpo, ..., ppo (loop/learners.py)
     searcher: SearcherConfig = field(default_factory=SearcherConfig)  # training-time search (online learners: unused)
     reward: str = "verifier"  # the round's process scorer: verifier | gold | confidence | selfeval | learned:DIR
+    outcome: str = "verifier"  # the outcome reward: verifier | checked (also 0 when a computed line is wrong)
     problems: int = 256  # fresh training problems per round (searched; for online learners, the rollout pool)
     keep_per_problem: int = 2  # expert iteration: the shortest distinct verifier-correct trajectories kept per problem
     solver_traces: float = 0.0  # expert iteration: fresh solver traces mixed in, per kept trajectory (tasks with traces)
@@ -84,6 +87,8 @@ class PhaseConfig:
     def __post_init__(self) -> None:
         LEARNERS[self.learner]  # unknown names list the valid ones
         SCORERS[self.reward.partition(":")[0]]
+        if self.outcome not in OUTCOMES:
+            raise ConfigError(f"outcome {self.outcome!r}: choose from {', '.join(OUTCOMES)}")
         if self.rounds < 0 or self.problems < 1 or self.keep_per_problem < 1 or self.max_pairs_per_problem < 1:
             raise ConfigError("rounds >= 0; problems, keep_per_problem, max_pairs_per_problem >= 1")
         if self.max_pairs_per_node < 1 or self.min_margin < 0 or self.solver_traces < 0:
@@ -116,6 +121,7 @@ class LoopConfig:
     task: DefaultTaskConfig = field(default_factory=DefaultTaskConfig)  # the default task's settings (Countdown)
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
+    curve: CurveConfig = field(default_factory=CurveConfig)  # learning-curve points: greedy pass@1 while learning
     prompt: str = "task"  # system prompt for chat (HF) checkpoints: none | task | reasoning; ignored otherwise
     report_to: tuple[str, ...] = ()  # metric sinks beside metrics.jsonl: tensorboard, wandb (report/sinks.py)
     workers: int = 1  # policy replicas on Ray for search, evaluation and rollouts (1 = in-process, no Ray)

@@ -32,7 +32,7 @@ from searchlearn.learn.ppo import train_ppo
 from searchlearn.learn.sft import trace_example, train_sft
 from searchlearn.registry import Registry
 from searchlearn.reward.scorers import make_scorer
-from searchlearn.reward.verifiers import VerifierReward
+from searchlearn.reward.verifiers import OUTCOMES
 from searchlearn.types import Problem, SearchResult
 
 
@@ -56,8 +56,8 @@ class Rewards:
                                 getattr(cfg, "shaping_lam", 1.0))
 
 
-def round_rewards(scorer: str, task) -> Rewards:
-    return Rewards(VerifierReward(task), WithPolicy(make_scorer, (scorer, task)), task)
+def round_rewards(scorer: str, task, outcome: str = "verifier") -> Rewards:
+    return Rewards(OUTCOMES[outcome](task), WithPolicy(make_scorer, (scorer, task)), task)
 
 
 def label_outcomes(results: Sequence[SearchResult], problems: Sequence[Problem], outcome: OutcomeReward) -> None:
@@ -153,6 +153,6 @@ LEARNERS: Registry[LearnerSpec] = Registry("learner", {
     "dpo": LearnerSpec("search", "dpo", train_pairs, solution_pair_data),
     "ipo": LearnerSpec("search", "dpo", partial(train_pairs, loss_fn=ipo_loss), solution_pair_data),
     "step_dpo": LearnerSpec("search", "dpo", train_pairs, step_pair_data, needs_tree=True),
-    **{variant: _online(variant) for variant in ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp")},
+    **{variant: _online(variant) for variant in ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce")},
     "ppo": LearnerSpec("online", "ppo", train_ppo_rl),
 })

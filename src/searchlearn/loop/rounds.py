@@ -10,7 +10,9 @@ Round r of a phase (loop_config.PhaseConfig):
 Every stage's result is written atomically under OUT/stages/ (run.Run), the search stage with the learner's data, and
 every learner checkpoints under OUT/ckpt/round{r}, so `--resume` continues a killed run at the interrupted stage:
 finished stages are read back, an interrupted learner resumes from its last checkpoint, nothing is redone.
-Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, rounds), report.html, OUT/policy.
+Learning curves (loop/curve.py): greedy pass@1 on a fixed held-out set at the start, every `curve.every` learner
+steps and at each round's end, against the samples, tokens and seconds spent so far.
+Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, rounds, curve), report.html, OUT/policy.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from searchlearn.distributed.runtime import workers
 from searchlearn.distributed.shard import map_problems
 from searchlearn.learn import checkpoint
 from searchlearn.loop.config import LoopConfig, PhaseConfig, PolicyConfig
+from searchlearn.loop.curve import CurveProbe, curve_points
 from searchlearn.loop.initialize import initialize
 from searchlearn.loop.learners import LEARNERS, label_outcomes, round_rewards
 from searchlearn.loop.stages import Run
@@ -39,6 +42,9 @@ from searchlearn.search.evaluate import evaluate, headline
 from searchlearn.search.registry import SEARCHERS
 from searchlearn.tasks.registry import DEFAULT_TASK
 from searchlearn.types import Problem
+
+
+CURVE_TRAIN_SEED = 999_983  # seeds the curve's training-split problems (apart from every round's, `round_seed`)
 
 
 def round_seed(seed: int, r: int) -> int:
@@ -114,12 +120,19 @@ def train(cfg: LoopConfig, run: Run) -> Trained:
 
     n_params = policy.model.num_parameters()
     init_eval = run.stage("eval_init", lambda: evaluation(0))["metrics"]
+    seen_targets = format_problems(task.problems("train", cfg.curve.train_problems, seed=CURVE_TRAIN_SEED + cfg.seed),
+                                   policy.tokenizer, task.name, cfg.prompt)
+    probe = CurveProbe(cfg.curve, policy, task, test, cfg.eval.max_new_tokens, cfg.seed, run.log, run.log.records,
+                       seen_targets)
+    if not any(p["round"] == 0 for p in curve_points(run.log.records())):
+        probe.mark(0, 0, "init")
     rows = [{"round": 0, "learner": "init", "searcher": "", **headline(init_eval, ks), "train_generated_tokens": 0}]
     for r, phase in cfg.schedule():
         name = f"round{r}"
-        learned = _round(r, phase, cfg, run, task, policy)
+        learned = _round(r, phase, cfg, run, task, policy, probe)
         if checkpoint.exists(run.ckpt(name)):
             policy = load_local(run.ckpt(name), cfg.policy, cfg.seed, current=policy)
+            probe.policy = policy
         metrics = run.stage(f"eval_{name}", lambda r=r: evaluation(r))["metrics"]
         rows.append({"round": r, "learner": phase.learner, "searcher": searcher_label(phase), **headline(metrics, ks),
                      "train_generated_tokens": learned["train_generated_tokens"],
@@ -151,6 +164,7 @@ def summary(cfg: LoopConfig, run: Run, trained: Trained) -> dict:
         "eval_problems": len(trained.test),
         "init_detail": results["eval_init"]["metrics"],
         "final_detail": final,
+        "curve": curve_points(run.log.records()),
     }
     if "init" in results:
         out["mean_trace_tokens"] = results["init"]["mean_trace_tokens"]
@@ -185,26 +199,28 @@ def run_loop(cfg: LoopConfig, out: str | Path = "runs/loop", resume: bool = Fals
     return metrics
 
 
-def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Task, policy: TrainablePolicy) -> dict:
+def _round(r: int, phase: PhaseConfig, cfg: LoopConfig, run: Run, task: Task, policy: TrainablePolicy,
+           probe: CurveProbe) -> dict:
     """Round r's search stage (search learners) and learning stage, one after the other (a finished stage is read
     back). The learner trains `policy.model` in place and checkpoints it to OUT/ckpt/round{r}. Returns the learning
     stage: the learner's stats, train_generated_tokens and train_accuracy."""
     name, seed, spec = f"round{r}", round_seed(cfg.seed, r), LEARNERS[phase.learner]
     problems = format_problems(task.problems("train", phase.problems, seed=seed), policy.tokenizer, task.name,
                                cfg.prompt)
-    rewards = round_rewards(phase.reward, task)
+    rewards = round_rewards(phase.reward, task, phase.outcome)
     if run.done(f"{name}_learn") is None:
         progress.say(f"round {r}/{cfg.rounds}: {phase.learner} on {len(problems)} problems, {searcher_label(phase)}")
     searched = None
     if spec.kind == "search":
         searched = run.stage(f"{name}_search",
                              lambda: _search(r, phase, problems, policy, task, rewards, seed, run.log))
-    return run.stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched))
+    return run.stage(f"{name}_learn", lambda: _learn(r, phase, run, policy, problems, rewards, seed, searched, probe))
 
 
 def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, problems, rewards, seed: int,
-           searched: dict | None) -> dict:
-    """Train on the search stage's data (search learners) or on rollouts of the round's problems (online learners)."""
+           searched: dict | None, probe: CurveProbe) -> dict:
+    """Train on the search stage's data (search learners) or on rollouts of the round's problems (online learners),
+    with curve points along the way (`probe`)."""
     name, spec = f"round{r}", LEARNERS[phase.learner]
     if searched is not None:
         data, info = searched["data"], searched["stats"]
@@ -215,7 +231,9 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, proble
         progress.say(f"round {r}: no training data from the search; the policy is unchanged")
         return {"learn": {"steps": 0, "skipped": "no training data"}, "train_generated_tokens": tokens,
                 "train_accuracy": accuracy}
-    stats = spec.train(policy, data, spec.config(phase, seed), rewards, run.ckpt(name), run.log, name)
+    learner_cfg = spec.config(phase, seed)
+    log = probe.watch(run.log, r, phase.learner, learner_cfg.steps, name)
+    stats = spec.train(policy, data, learner_cfg, rewards, run.ckpt(name), log, name)
     if spec.kind == "online":
         per_step = {rec["step"]: rec for rec in run.log.records() if rec.get("phase") == name and "step" in rec}
         tokens = sum(rec.get("ledger/generated_tokens", 0) for rec in per_step.values())  # last record of each step
@@ -226,7 +244,7 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, proble
 
 def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: int, log) -> dict:
     """Training-time search on the round's problems, outcome labels, and the learner's data (kept in the stage)."""
-    searcher = phase.searcher
+    t0, searcher = time.time(), phase.searcher
     results = map_problems(SEARCHERS[searcher.name].search, problems, policy, task, rewards.process,
                            Budget(searcher.n, searcher.max_tokens), searcher.search_config(seed))
     label_outcomes(results, problems, rewards.outcome)
@@ -238,5 +256,6 @@ def _search(r: int, phase: PhaseConfig, problems, policy, task, rewards, seed: i
              "search/train_accuracy": sum(bool(t.correct) for t in trajectories) / max(1, len(trajectories)),
              "search/trajectories": len(trajectories), **extra,
              **{f"ledger/{k}": v for k, v in spent.items()}}
-    log({"phase": f"round{r}_search", "round": r, **stats})
+    log({"phase": f"round{r}_search", "round": r, **stats, "count/samples": len(trajectories),
+         "count/generated_tokens": spent["generated_tokens"], "count/seconds": time.time() - t0})
     return {"stats": stats, "data": data}

@@ -45,3 +45,35 @@ def accuracy_vs_compute(rows: list[dict], path: str | Path) -> Path:
     ax.legend(fontsize=7)
     ax.set_title("Accuracy per round against training compute")
     return _save(fig, path)
+
+
+def learning_curves(curves: dict[str, list[dict]], path: str | Path, x: str = "samples",
+                    title: str = "Held-out greedy pass@1 against train-time compute") -> Path:
+    """The train-time scaling curve: held-out greedy pass@1 against cumulative `x` (samples | generated_tokens |
+    train_tokens | wall_s; log scale), one line per curve (a run, or a learner), points from loop/curve.py. Each
+    curve's start (x = 0, the policy it began from) is drawn as a short dashed level at its left end. Where a curve's
+    points carry several learners (a loop's phases), each learner's points get their own marker; where they carry
+    "train_pass@1", it is drawn dotted in the same colour."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    for label, points in curves.items():
+        trained = [p for p in points if p[x] > 0]
+        line, = ax.plot([p[x] for p in trained], [p["pass@1"] for p in trained], "-", lw=1.4, label=label)
+        for i, learner in enumerate(dict.fromkeys(p["learner"] for p in trained)):
+            own = [p for p in trained if p["learner"] == learner]
+            ax.plot([p[x] for p in own], [p["pass@1"] for p in own], "os^Dv"[i % 5], ms=3.5, color=line.get_color(),
+                    label=f"{label}: {learner}" if len({p["learner"] for p in trained}) > 1 else None)
+        seen = [p for p in trained if "train_pass@1" in p]
+        if seen:  # the same policies on fresh problems of the training split (targets the learners see)
+            ax.plot([p[x] for p in seen], [p["train_pass@1"] for p in seen], ":", lw=1.2, color=line.get_color(),
+                    label=f"{label}: training-split targets")
+        start = [p["pass@1"] for p in points if p[x] == 0]
+        if start and trained:
+            ax.hlines(start[0], trained[0][x] / 3, trained[0][x], colors=line.get_color(), linestyles="dashed")
+    ax.set_xscale("log")
+    ax.set_xlabel({"samples": "samples drawn for training", "generated_tokens": "tokens generated for training",
+                   "train_tokens": "tokens trained on", "wall_s": "training seconds"}.get(x, x) + " (cumulative)")
+    ax.set_ylabel("held-out greedy pass@1")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)

@@ -27,6 +27,26 @@ class VerifierReward:
         return [self.task.verify(p, text_of(c)).score for p, c in zip(problems, completions)]
 
 
+class CheckedReward(VerifierReward):
+    """The verifier, and every computed line checked too: 1.0 only for a correct final answer reached with no step
+    the task marks as an arithmetic error (`task.step_marks`), so that the reward stops paying for wrong reasoning
+    that happens to land on the target (rStar-Math checks each step by executing it; here the task recomputes it).
+    For tasks that can check their steps."""
+
+    def __init__(self, task):
+        if not hasattr(task, "step_marks"):
+            raise ValueError(f"the task {task.name!r} cannot check its steps (no step_marks): use the verifier reward")
+        super().__init__(task)
+
+    def __call__(self, problems: Sequence[Problem], completions: Sequence) -> list[float | None]:
+        scores = super().__call__(problems, completions)
+        return [s if not s or not any(mark == "arithmetic error" for _, mark in self.task.step_marks(p, text_of(c)))
+                else 0.0 for s, p, c in zip(scores, problems, completions)]
+
+
+OUTCOMES = {"verifier": VerifierReward, "checked": CheckedReward}  # outcome rewards by name (a phase's `outcome`)
+
+
 class TRLReward:
     """An outcome reward as a TRL reward function: `f(prompts, completions, **columns) -> list[float | None]`.
 

@@ -39,6 +39,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - comb(n - c, k) / comb(n, k)
 
 
+def greedy_pass_at_1(policy, task, problems: Sequence[Problem], max_new_tokens: int = 128, seed: int = 0) -> dict:
+    """Greedy pass@1 of `problems` alone (what a learning curve's point needs): {"pass@1", "generated_tokens"}."""
+    greedy = map_problems(sample, problems, policy, task,
+                          SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens, seed=seed),
+                          VerifierReward(task))
+    return {"pass@1": sum(r.trajectories[0].reward for r in greedy) / len(problems),
+            "generated_tokens": sum(r.ledger.generated_tokens for r in greedy)}
+
+
 def evaluate(policy, task, problems: Sequence[Problem], n: int = 16, ks: Sequence[int] = (1, 4, 16),
              temperature: float = 1.0, max_new_tokens: int = 128, seed: int = 0) -> dict:
     """Metrics as fractions of `problems`: pass@1 (greedy), pass@k and maj@k for k in ks; plus examples."""

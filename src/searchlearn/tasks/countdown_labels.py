@@ -21,6 +21,7 @@ _CHECK_LINE = re.compile(r"check (.*) ok")
 _ARITHMETIC = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})", re.ASCII)  # the "a op b = c" head of a line
 _SLOTS = rf"((?:{_N}|-)(?: (?:{_N}|-))*)"
 _TRY_LINE = re.compile(rf"try ({_N}): need {_SLOTS} \| {_LIST} -> {_SLOTS} (yes|no)", re.ASCII)
+_FORWARD_TRY = re.compile(rf"try ({_N}): {_LIST} -> {_SLOTS}((?: \| {_N}(?: (?:{_N}|-))*)*) (yes|no)", re.ASCII)
 
 
 def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 999) -> list[float]:
@@ -52,6 +53,9 @@ def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 
             value = float(expr is not None and judge(expr, nums, target) == "correct")
         elif m := _TRY_LINE.fullmatch(line):
             value = float(state is not None and try_is_right(m, state, target, max_intermediate)
+                          and reachable(state, target, max_intermediate))
+        elif m := _FORWARD_TRY.fullmatch(line):
+            value = float(state is not None and forward_try_is_right(m, state, target, max_intermediate)
                           and reachable(state, target, max_intermediate))
         elif m := _OP_LINE.fullmatch(line):
             base = parent if state is not None and len(state) == 1 and parent is not None else state
@@ -97,6 +101,49 @@ def _slots_right(m: re.Match, target: int, max_intermediate: int) -> bool:
     return written == makes(rest, max_intermediate)[: len(written)]
 
 
+def _forward_groups(m: re.Match) -> list[tuple[int, list[int | None]]]:
+    """The (c, written results) groups of a forward try line."""
+    return [(int(g.split()[0]), _slot_values(" ".join(g.split()[1:]))) for g in m[4].split(" | ")[1:]]
+
+
+def _forward_expected(rest: list[int], x: int, target: int, max_intermediate: int
+                      ) -> tuple[list[int | None], list[tuple[int, list[int | None]]], bool]:
+    """(make slots, the groups as the traces write them, whether one says yes) for a forward try of x after rest."""
+    make, groups = makes(rest, max_intermediate), []
+    for m, c in enumerate(make):
+        if c is None or c in make[:m]:
+            continue
+        finals = makes([c, x], max_intermediate)
+        if target in finals:
+            return make, groups + [(c, finals[: finals.index(target) + 1])], True
+        groups.append((c, finals))
+    return make, groups, False
+
+
+def forward_try_is_right(m: re.Match, state: list[int], target: int, max_intermediate: int = 999) -> bool:
+    """Whether the forward try line `m` is right on `state`: x and the rest are the state's numbers, its make slots
+    are `makes(rest)`, and its groups are each make value c with `makes([c, x])`, up to the first value equal to the
+    target, followed by "yes", or all of them followed by "no" when there is none (each distinct c once)."""
+    x, rest = int(m[1]), [int(v) for v in m[2].split()]
+    if Counter(rest + [x]) != Counter(state) or len(rest) not in (1, 2):
+        return False
+    make, groups, found = _forward_expected(rest, x, target, max_intermediate)
+    return (_slot_values(m[3]) == make and _forward_groups(m) == groups and (m[5] == "yes") == found)
+
+
+def _forward_slots_right(m: re.Match, target: int, max_intermediate: int) -> bool:
+    """Whether a forward try line's arithmetic is right for its own x and numbers: its make slots, and in each group
+    c is the next make value and the results a prefix of what c and x make."""
+    x, rest = int(m[1]), [int(v) for v in m[2].split()]
+    if len(rest) not in (1, 2) or _slot_values(m[3]) != makes(rest, max_intermediate):
+        return False
+    values = list(dict.fromkeys(c for c in makes(rest, max_intermediate) if c is not None))
+    groups = _forward_groups(m)
+    return len(groups) <= len(values) and all(
+        c == want and written == makes([c, x], max_intermediate)[: len(written)]
+        for (c, written), want in zip(groups, values))
+
+
 def _operate(m: re.Match, base: list[int] | None, target: int) -> tuple[list[int] | None, list[int] | None]:
     """(state, parent) after the operation line `m` on `base`; (None, None) when the line is invalid."""
     a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
@@ -137,6 +184,9 @@ def step_marks(problem: Problem, completion: str, max_intermediate: int = 999) -
         elif m and apply_op(int(m[1]), m[2], int(m[3])) != int(m[4]):
             mark = "arithmetic error"
         elif (t := _TRY_LINE.fullmatch(line.strip())) and not _slots_right(t, problem.data["target"], max_intermediate):
+            mark = "arithmetic error"
+        elif (t := _FORWARD_TRY.fullmatch(line.strip())) and not _forward_slots_right(t, problem.data["target"],
+                                                                                      max_intermediate):
             mark = "arithmetic error"
         elif line.lstrip().startswith(("check", "answer")):
             mark = "wrong answer"

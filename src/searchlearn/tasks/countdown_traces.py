@@ -109,6 +109,8 @@ class _Writer:
 
     def tries(self, state: State) -> State | None:
         """Each number in turn as the last one: a "try" line, then the two moves when it says yes."""
+        if self.config.checks == "forward":
+            return self.forward_tries(state)
         nums, mi = [v for v, _ in state], self.config.max_intermediate
         for i, x in enumerate(nums):
             rest = nums[:i] + nums[i + 1:]
@@ -152,6 +154,67 @@ class _Writer:
         m, s = self.rng.choice(options)
         self.try_line(x, rest, need, make[:m] + [need[s]], "yes", slip=m)
         self.moves(state, x, rest, m, s)
+        return True
+
+
+    # -- forward checks: no arithmetic with the target as an operand --------------------------------------------------
+    def forward_tries(self, state: State) -> State | None:
+        """`tries` with forward checks: for each number x in turn, the values c the others make, then for each distinct
+        c the values c and x make (the same four operations), each compared with the target as it is written; "yes"
+        at the first one equal to it, then the two moves."""
+        nums, mi = [v for v, _ in state], self.config.max_intermediate
+        for i, x in enumerate(nums):
+            rest = nums[:i] + nums[i + 1:]
+            make = makes(rest, mi)
+            groups = [(m, c, makes([c, x], mi)) for m, c in enumerate(make) if c is not None and c not in make[:m]]
+            found = next(((m, f) for m, _, finals in groups for f, v in enumerate(finals) if v == self.target), None)
+            if found is not None:
+                self.forward_line(x, rest, make, groups, found, "yes")
+                return self.forward_moves(state, rest, found[0], x, found[1])
+            if self.config.backtrack:
+                if self.rng.random() < self.config.corrections and self.forward_slip(state, x, rest, make, groups):
+                    self.back(state)
+                else:
+                    self.forward_line(x, rest, make, groups, None, "no")
+        return None
+
+    def forward_line(self, x: int, rest: list[int], make: list, groups: list, stop: tuple[int, int] | None,
+                     verdict: str, slip: bool = False) -> None:
+        """"try x: rest -> M | c F | c F … verdict": the groups up to make slot stop[0], the last one up to its final
+        slot stop[1] (all of them when stop is None); with `slip`, that last value is written untrained."""
+        self.write(f"try {x}: {' '.join(map(str, rest))} -> {_slots(make)}")
+        for m, c, finals in groups:
+            self.write(f" | {c}")
+            for f, v in enumerate(finals):
+                last = stop is not None and (m, f) == stop
+                self.write(" " + ("-" if v is None else str(v) if not (last and slip) else str(self.target)),
+                           trained=not (last and slip))
+                if last:
+                    break
+            if stop is not None and m == stop[0]:
+                break
+        self.write(f" {verdict}\n")
+
+    def forward_moves(self, state: State, rest: list[int], m: int, x: int, f: int) -> State:
+        """The two moves of a forward try that says yes: the others make c by operation OPS[m], then c with x by
+        OPS[f] (larger number first); the arithmetic is done again here, so a slip in the try line shows."""
+        c = rest[0]
+        if len(rest) == 2:
+            a, b = max(rest), min(rest)
+            c = apply_op(a, OPS[m], b)
+            state = self.play(state, (a, OPS[m], b, c))
+        a, b = max(c, x), min(c, x)
+        return self.play(state, (a, OPS[f], b, apply_op(a, OPS[f], b)))
+
+    def forward_slip(self, state: State, x: int, rest: list[int], make: list, groups: list) -> bool:
+        """A forward try that should say no, written with one final value replaced by the target, so that it says
+        yes; its moves then show the miss. False (nothing written) where no final value is a legal move."""
+        options = [(m, f) for m, _, finals in groups for f, v in enumerate(finals) if v is not None]
+        if not options:
+            return False
+        m, f = self.rng.choice(options)
+        self.forward_line(x, rest, make, groups, (m, f), "yes", slip=True)
+        self.forward_moves(state, rest, m, x, f)
         return True
 
 

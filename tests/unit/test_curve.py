@@ -1,0 +1,59 @@
+"""Learning-curve bookkeeping (loop/curve.py) on hand-built records: totals, resume, and the trainer's counters."""
+
+import pytest
+import torch
+
+from searchlearn.learn.trainer import TrainConfig, Trainer
+from searchlearn.loop.curve import curve_points, point, totals
+
+
+def rec(phase, step, samples=0, generated=0, trained=0, seconds=0.0, **kw):
+    return {"phase": phase, "step": step, "count/samples": samples, "count/generated_tokens": generated,
+            "count/train_tokens": trained, "count/seconds": seconds, **kw}
+
+
+def test_totals_sum_the_counters_of_every_phase():
+    records = [{"phase": "round1_search", "count/samples": 128, "count/generated_tokens": 9000, "count/seconds": 4.0},
+               rec("round1", 1, trained=500, seconds=1.0), rec("round1", 2, trained=700, seconds=1.5),
+               {"phase": "eval", "round": 1, "search/pass@1": 0.5},  # evaluations spend no training compute
+               rec("round2", 1, samples=32, generated=3200, trained=3000, seconds=2.0)]
+    assert totals(records) == {"samples": 160, "generated_tokens": 12200, "train_tokens": 4200, "seconds": 8.5}
+
+
+def test_a_resumed_phase_counts_each_step_once_and_not_the_steps_it_has_not_redone():
+    killed = [rec("round1", s, samples=10, generated=100, trained=50, seconds=1.0) for s in (1, 2, 3)]
+    resumed = [rec("round1", 3, samples=10, generated=100, trained=50, seconds=1.2)]  # resumed from the step-2 ckpt
+    records = killed + resumed
+    assert totals(records, "round1", 2) == {"samples": 20, "generated_tokens": 200, "train_tokens": 100,
+                                            "seconds": 2.0}
+    assert totals(records, "round1", 3)["samples"] == 30 and totals(records, "round1", 3)["seconds"] == 3.2
+
+
+def test_curve_points_keep_one_point_per_round_and_step_in_order():
+    records = [rec("round1", 1, samples=8, generated=80, trained=40, seconds=0.5)]
+    p1 = point(records, 1, 1, "grpo", {"pass@1": 0.25}, "round1")
+    assert p1 == {"phase": "curve", "round": 1, "step": 1, "learner": "grpo", "samples": 8, "generated_tokens": 80,
+                  "train_tokens": 40, "wall_s": 0.5, "pass@1": 0.25}
+    init = point([], 0, 0, "init", {"pass@1": 0.125, "train_pass@1": 0.5})
+    again = dict(p1, **{"pass@1": 0.25, "time": 5.0})  # the same point logged again after a resume
+    points = curve_points([p1, init, {"phase": "round1", "step": 1}, again])
+    assert [(p["round"], p["step"]) for p in points] == [(0, 0), (1, 1)]
+    assert points[0]["samples"] == 0 and points[0]["train_pass@1"] == 0.5
+    assert "phase" not in points[1] and "time" not in points[1]
+
+
+def test_the_trainer_sums_counters_over_a_logging_window_and_averages_the_rest():
+    model = torch.nn.Linear(2, 1)
+    records = []
+    trainer = Trainer(model, TrainConfig(steps=4, log_every=2, lr=1e-3), "t", log=records.append)
+
+    def step_fn(step):
+        loss = model(torch.ones(1, 2)).sum()
+        trainer.update(loss)
+        return {"learn/loss": float(step), "count/samples": 3 + step}
+
+    trainer.run(step_fn)
+    assert [r["step"] for r in records] == [2, 4]
+    assert [r["count/samples"] for r in records] == [3 + 4, 5 + 6]
+    assert [r["learn/loss"] for r in records] == pytest.approx([0.5, 2.5])
+    assert all(r["count/seconds"] >= 0 for r in records)
