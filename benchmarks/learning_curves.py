@@ -28,6 +28,7 @@ ONLINE = ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce")
 def overrides(learner: str, args) -> list[str]:
     """The loop settings of one learner at the shared budget."""
     common = [f"init_from={args.init}", f"eval.problems={args.eval_problems}", "eval.samples=1", "eval.ks=[1]",
+              f"eval.max_new_tokens={args.max_new_tokens}", f"phases.0.searcher.max_new_tokens={args.max_new_tokens}",
               f"curve.problems={args.eval_problems}", f"curve.train_problems={args.train_problems}"]
     if learner in ONLINE:
         per_step = args.prompts * args.group
@@ -35,6 +36,7 @@ def overrides(learner: str, args) -> list[str]:
         return common + [f"phases.0.learner={learner}", "phases.0.rounds=1", f"phases.0.problems={args.pool}",
                          f"phases.0.grpo.steps={steps}", f"phases.0.grpo.prompts_per_step={args.prompts}",
                          f"phases.0.grpo.group_size={args.group}", f"phases.0.grpo.lr={args.lr}",
+                         f"phases.0.grpo.max_new_tokens={args.max_new_tokens}",
                          "phases.0.grpo.epochs=1", "phases.0.grpo.minibatch_size=0", "phases.0.grpo.checkpoint_every=10",
                          f"curve.every={max(1, args.every // per_step)}"] + args.set
     if learner == "expert_iteration":
@@ -58,6 +60,7 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=4096, help="online learners: training problems in the pool")
     p.add_argument("--ei-problems", type=int, default=512, help="expert iteration: problems per round")
     p.add_argument("--ei-n", type=int, default=4, help="expert iteration: samples per problem")
+    p.add_argument("--max-new-tokens", type=int, default=288, help="completion cap of every sample and evaluation")
     p.add_argument("--every", type=int, default=2560, help="samples between curve points (online learners)")
     p.add_argument("--eval-problems", type=int, default=1000, help="held-out problems of every point")
     p.add_argument("--train-problems", type=int, default=0, help="training-split problems of every point")

@@ -80,9 +80,12 @@ class PhaseConfig:
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=200, lr=1e-3, warmup_steps=20,
                                                               checkpoint_every=50))  # expert iteration's SFT
     dpo: DPOConfig = field(default_factory=lambda: DPOConfig(steps=100, lr=1e-4, checkpoint_every=25))  # (step-)DPO
-    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=20, lr=1e-4, checkpoint_every=5))  # GRPO family
+    # the online learners' completion cap matches the searcher's and the evaluation's (288: a Countdown trace is up to
+    # ~290 tokens; a shorter cap scores every longer trace 0 and teaches the policy to be short, not right)
+    grpo: GRPOConfig = field(default_factory=lambda: GRPOConfig(steps=20, lr=1e-4, checkpoint_every=5,
+                                                                max_new_tokens=288))  # GRPO family
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(steps=20, prompts_per_step=32, group_size=4,
-                                                            lr=1e-4, checkpoint_every=5))  # PPO
+                                                            lr=1e-4, checkpoint_every=5, max_new_tokens=288))  # PPO
 
     def __post_init__(self) -> None:
         LEARNERS[self.learner]  # unknown names list the valid ones

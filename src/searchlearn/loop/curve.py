@@ -82,8 +82,8 @@ class CurveProbe:
     """Greedy pass@1 of `policy` on `problems`, logged as curve points while learners train (see the module).
 
     `watch(log, round, learner, steps, phase)` wraps a learner's `log`: each record goes through, and when its step
-    is a multiple of `every` (or the learner's last) a point follows (a learner logging every `log_every` steps gets
-    points where both divide the step; the loop's online learners log every step). Under data-parallel learners the records come
+    is a multiple of `every` (or the learner's last) a point follows (the loop has its learners log at least every
+    `every` steps). Under data-parallel learners the records come
     back after training, with the final weights, so only the last step gets a point."""
 
     def __init__(self, cfg: CurveConfig, policy, task, problems: Sequence[Problem], max_new_tokens: int, seed: int,

@@ -17,8 +17,9 @@ Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, roun
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from searchlearn import progress
@@ -232,6 +233,8 @@ def _learn(r: int, phase: PhaseConfig, run: Run, policy: TrainablePolicy, proble
         return {"learn": {"steps": 0, "skipped": "no training data"}, "train_generated_tokens": tokens,
                 "train_accuracy": accuracy}
     learner_cfg = spec.config(phase, seed)
+    if probe.cfg.every:  # a curve point needs a logged record at its step
+        learner_cfg = replace(learner_cfg, log_every=math.gcd(learner_cfg.log_every, probe.cfg.every))
     log = probe.watch(run.log, r, phase.learner, learner_cfg.steps, name)
     stats = spec.train(policy, data, learner_cfg, rewards, run.ckpt(name), log, name)
     if spec.kind == "online":

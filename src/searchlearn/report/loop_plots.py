@@ -72,7 +72,7 @@ def learning_curves(curves: dict[str, list[dict]], path: str | Path, x: str = "s
     ax.set_xscale("log")
     ax.set_xlabel({"samples": "samples drawn for training", "generated_tokens": "tokens generated for training",
                    "train_tokens": "tokens trained on", "wall_s": "training seconds"}.get(x, x) + " (cumulative)")
-    ax.set_ylabel("held-out greedy pass@1")
+    ax.set_ylabel("greedy pass@1 (solid: held-out targets)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
