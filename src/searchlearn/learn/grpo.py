@@ -169,8 +169,9 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
 def accepted_with_error(rollout: Rollout, task, limit: int = 64) -> float:
     """The share of verifier-accepted samples (the first `limit` of them) with a step the task marks as an arithmetic
     error: the reward paying for wrong reasoning (a task that can check its steps: `step_marks`). NaN when none."""
+    solved = (rollout.scores.flatten() >= 1).tolist()  # (N·G,) prompt-major, as the completions
     accepted = [(rollout.problems[r // rollout.group_size], c) for r, c in enumerate(rollout.completions)
-                if rollout.scores.flatten()[r] >= 1][:limit]
+                if solved[r]][:limit]
     if not accepted:
         return float("nan")
     wrong = sum(any(mark == "arithmetic error" for _, mark in task.step_marks(p, c.text)) for p, c in accepted)

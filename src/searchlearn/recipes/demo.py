@@ -53,7 +53,7 @@ def default_phases() -> tuple[PhaseConfig, ...]:
     Expert iteration keeps the shortest correct sample per problem and mixes in as many fresh solver traces, at a
     low learning rate: it sharpens without narrowing. GRPO reuses each rollout for 2 epochs of 4 minibatches (the
     clipped ratio in play) at a learning rate low enough to stay stable: at 1e-4 this policy's approximate KL to the
-    rollout policy reached 0.2–0.9 per token within a step and held-out accuracy fell (README, "The loop learns")."""
+    rollout policy reached 0.2–0.9 per token within a step and held-out accuracy fell (docs/results.md)."""
     return (
         PhaseConfig(rounds=1, learner="expert_iteration", problems=1024, keep_per_problem=1, solver_traces=1.0,
                     searcher=SearcherConfig(name="bon", n=4, max_new_tokens=288),
