@@ -37,7 +37,9 @@ def cmd_eval(args) -> None:
     if samples < 1:
         raise ConfigError(f"--budget must be >= 1, got {samples}")
     try:
-        task = MathTask.from_file(args.data) if task_name == "math" else TASKS[task_name].build(cfg.task)
+        spec = TASKS[task_name]
+        task = (MathTask.from_file(args.data) if task_name == "math"
+                else spec.build(cfg.task if isinstance(cfg.task, spec.config) else None))
         test = task.problems("test", cfg.eval.problems, seed=cfg.seed + 1)
         policy = load_policy(args.model, device=args.device, backend=args.backend, vllm=cfg.policy.vllm,
                              seed=cfg.seed)

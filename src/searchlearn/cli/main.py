@@ -1,4 +1,4 @@
-"""`searchlearn` command line: demo | init | eval | search | reward | loop.
+"""`searchlearn` command line: demo | init | eval | search | reward | loop | sandbox.
 
 Every choice a flag offers (tasks, searchers, scorers, reward-model kinds) is read from its registry. A config or
 checkpoint that cannot be used ends the command with one line on stderr and exit status 2.
@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from searchlearn.cli import evaluate, reward, search
+from searchlearn.cli import evaluate, reward, sandbox, search
 from searchlearn.cli.common import add_backend, add_common, add_workers, config, worker_overrides
 from searchlearn.config import ConfigError
 from searchlearn.policy.vllm_policy import VLLMUnavailable
@@ -44,7 +44,8 @@ def cmd_init(args) -> None:
     if not args.resume:
         shutil.rmtree(out / "policy", ignore_errors=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
-    examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed, cfg.init.model.max_position_embeddings)
+    examples = init_examples(task, tokenizer, cfg.init.n_train, cfg.seed, cfg.init.model.max_position_embeddings,
+                             cfg.init.drills)
     with workers(cfg.workers, cfg.ray_address):  # --workers N: data-parallel SFT on N ranks
         stats = train_sft(model, examples, cfg.init.sft, tokenizer.pad_id, out / "policy", tokenizer,
                           MetricsLog(out / "metrics.jsonl"), name="init")
@@ -116,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
     add_backend(p)
     p.set_defaults(fn=cmd_loop)
     reward.add_parser(sub)
+    sandbox.add_parser(sub)
     return top
 
 

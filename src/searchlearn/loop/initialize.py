@@ -38,11 +38,14 @@ class ModelSize:
 class InitConfig:
     model: ModelSize = field(default_factory=ModelSize)  # the model trained from scratch
     n_train: int = 12000  # training problems, one trace each (style: task.style)
+    drills: float = 0.0  # share of the examples that are arithmetic drills (a task's `drill`; countdown_drills)
     sft: SFTConfig = field(default_factory=lambda: SFTConfig(steps=1400, batch_size=32, lr=3e-3, compile=True))
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
             raise ConfigError("init.n_train must be >= 1")
+        if not 0.0 <= self.drills < 1.0:
+            raise ConfigError(f"init.drills must be in [0, 1), got {self.drills}")
 
 
 def task_tokenizer(task: Task, size: ModelSize) -> TaskTokenizer:
@@ -60,12 +63,18 @@ def build_model(size: ModelSize, tokenizer: TaskTokenizer, seed: int) -> LlamaFo
     return LlamaForCausalLM(config)
 
 
-def init_examples(task: Task, tokenizer: TaskTokenizer, n_train: int, seed: int, max_len: int | None = None) -> list:
+def init_examples(task: Task, tokenizer: TaskTokenizer, n_train: int, seed: int, max_len: int | None = None,
+                  drills: float = 0.0) -> list:
     """Policy-initialization data: one solver-driven trace per training problem, as (prompt ids, completion ids,
-    trained); traces longer than `max_len` tokens in all are dropped (the length cap of countdown_traces)."""
-    problems = task.problems("train", n_train, seed=seed)
+    trained); traces longer than `max_len` tokens in all are dropped (the length cap of countdown_traces). With
+    `drills` > 0, that share of the examples are the task's arithmetic drills instead (after the BOS alone)."""
+    n_drills = round(drills * n_train)
+    if n_drills and not hasattr(task, "drill"):
+        raise ConfigError(f"init.drills: task {task.name!r} has no arithmetic drills")
+    problems = task.problems("train", n_train - n_drills, seed=seed)
     rng = random.Random(seed)
     examples = [trace_example(tokenizer, p.prompt, task.trace_segments(p, rng)) for p in problems]
+    examples += [trace_example(tokenizer, "", [(task.drill(rng), True)]) for _ in range(n_drills)]
     return [e for e in examples if max_len is None or len(e[0]) + len(e[1]) <= max_len]
 
 
@@ -77,7 +86,7 @@ def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
         model = build_model(cfg.model, tokenizer, seed)
         progress.say(f"policy initialization: {cfg.n_train} '{task.config.style}' traces, "
                      f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.sft.steps} SFT steps")
-        examples = init_examples(task, tokenizer, cfg.n_train, seed, cfg.model.max_position_embeddings)
+        examples = init_examples(task, tokenizer, cfg.n_train, seed, cfg.model.max_position_embeddings, cfg.drills)
         if len(examples) < cfg.n_train:
             progress.say(f"policy initialization: {cfg.n_train - len(examples)} traces longer than "
                          f"{cfg.model.max_position_embeddings} tokens left out")

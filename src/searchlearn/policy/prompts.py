@@ -23,6 +23,8 @@ TASK_PROMPTS = {
              "Put the final answer in \\boxed{}."),
     "countdown": ("Combine the given numbers with + - * / to reach the target, using each number exactly once. "
                   "Write one operation per line and end with a line 'answer <expression>'."),
+    "humaneval": ("Complete the following Python function. Reply with the whole function, imports included, in one "
+                  "```python code block."),
 }
 
 REASONING_PROMPT = """You are a careful problem solver who thinks before answering.

@@ -24,6 +24,8 @@ class VerifierReward:
     def __call__(self, problems: Sequence[Problem], completions: Sequence) -> list[float | None]:
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
+        if hasattr(self.task, "verify_batch"):  # e.g. a task whose verifier runs programs, many at once
+            return [v.score for v in self.task.verify_batch(problems, [text_of(c) for c in completions])]
         return [self.task.verify(p, text_of(c)).score for p, c in zip(problems, completions)]
 
 

