@@ -9,6 +9,8 @@ or searcher plugs in without touching them (docs/DESIGN.md). The records they ex
     OutcomeReward  (problems, completions) -> [float | None]
     ProcessReward  (problems, prefixes) -> [[float per step]]
     Searcher       (problems, policy, task, scorer, budget, config) -> [SearchResult]
+    Environment    reset(problem) -> observation; step(action text) -> StepResult (multi-turn, tools)
+    ToolCallParser the text that ends a call; the call in a turn's text; how a tool's output is written back
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from searchlearn.types import (
     SamplingParams,
     SearchResult,
     Step,
+    StepResult,
+    ToolCall,
     Verdict,
 )
 
@@ -61,6 +65,9 @@ class Policy(Protocol):
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]: ...
 
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """`generate` from token ids: a multi-turn rollout appends observation ids and never re-tokenizes."""
+
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]: ...
 
     def logprobs(self, prompt_ids: list[list[int]], completion_ids: list[list[int]]) -> list[torch.Tensor]: ...
@@ -95,3 +102,26 @@ class Searcher(Protocol):
 
     def __call__(self, problems: Sequence[Problem], policy: Policy, task: Task, scorer: ProcessReward,
                  budget: Budget, config: Any = None) -> list[SearchResult]: ...
+
+
+class Environment(Protocol):
+    """A multi-turn episode, gym-like (SkyRL-Gym's init/step, TRL's environment_factory): `reset` starts it on a
+    problem and returns the first observation (the prompt); each model turn's text goes to `step`, whose observation
+    the rollout appends as token ids, masked out of every loss, before the model goes on. `done` ends the episode;
+    its `reward` is the episode's outcome (env/rollout.py sums the rewards of all steps)."""
+
+    def reset(self, problem: Problem) -> str: ...
+
+    def step(self, action: str) -> StepResult: ...
+
+
+class ToolCallParser(Protocol):
+    """How a model calls tools: generation pauses at `end` (a stop string); `parse` reads the call that the turn's
+    text ends with (None: the turn made no call, so the model is done; a ToolCall with `error` for a malformed call,
+    answered as an observation, never raised); `observation` writes a tool's output back for the model to read."""
+
+    end: str
+
+    def parse(self, text: str) -> ToolCall | None: ...
+
+    def observation(self, output: str) -> str: ...

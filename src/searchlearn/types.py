@@ -53,6 +53,27 @@ class SamplingParams:
 
 
 @dataclass
+class StepResult:
+    """What an environment returns for one action (gym's step): the observation to append to the context (written
+    by the environment, never trained on), the reward of this step, whether the episode is over, and extras."""
+
+    observation: str
+    reward: float = 0.0
+    done: bool = False
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A tool call parsed from model text: the tool's name and its arguments by parameter name (positional
+    arguments, as a tag protocol writes them, under "0", "1", ...); `error` instead when the text was not a call."""
+
+    name: str = ""
+    arguments: dict = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
 class Completion:
     """One sampled continuation of one prompt.
 
@@ -65,6 +86,7 @@ class Completion:
     text: str
     logprobs: list[float]
     finish_reason: str
+    mask: list[bool] | None = None  # per token: False = an environment's observation (multi-turn), never trained on
 
     @property
     def num_tokens(self) -> int:
@@ -93,6 +115,7 @@ class Trajectory:
     logprobs: list[float] = field(default_factory=list)
     reward: float | None = None
     correct: bool | None = None
+    mask: list[bool] | None = None  # per token of token_ids: False = written by an environment (never trained on)
 
 
 @dataclass

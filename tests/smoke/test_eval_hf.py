@@ -69,3 +69,15 @@ def test_eval_with_a_tree_search_on_math(tmp_path, cli1):
     assert f"<td>{fmt(metrics['ledger/generated_tokens'], 'ledger/generated_tokens')}</td>" in report
     assert "data:image/png;base64" in report  # search_curves.png
     assert report.count("<pre>") == 4  # the chosen answers of four problems
+
+
+def test_eval_on_humaneval_runs_the_completions_in_the_sandbox(tmp_path, cli1):
+    model = tiny_checkpoint(tmp_path / "model", "qwen2")
+    out = tmp_path / "humaneval"
+    proc = cli1("eval", "--model", str(model), "--task", "humaneval", "--budget", "2", "--out", str(out),
+                "--set", "eval.problems=3", "--set", "sweep_problems=3", "--set", "eval.max_new_tokens=6")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["metrics"]["pass@1"] == 0.0  # a random model's six tokens pass no tests
+    assert [e["prompt"] for e in result["examples"]][0].endswith("<|im_start|>assistant\n")
+    assert "def has_close_elements" in result["examples"][0]["prompt"] and len(result["examples"]) == 3

@@ -1,5 +1,5 @@
 """The package's shape holds: no import circle (lazy imports included), no module over 400 lines, and packages
-layered one way (sandbox < policy < distributed < learn < reward < search < report < loop < recipes < cli)."""
+layered one way (sandbox < env < policy < distributed < learn < reward < search < report < loop < recipes < cli)."""
 
 import ast
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import searchlearn
 
 ROOT = Path(searchlearn.__file__).parent
-LAYERS = ["sandbox", "policy", "distributed", "learn", "reward", "search", "report", "loop", "recipes", "cli"]
+LAYERS = ["sandbox", "env", "policy", "distributed", "learn", "reward", "search", "report", "loop", "recipes", "cli"]
 
 
 def modules() -> dict[str, Path]:

@@ -24,11 +24,18 @@ def keep_shortest(results: Sequence[SearchResult], keep_per_problem: int) -> lis
 
 
 def expert_examples(results: Sequence[SearchResult], tokenizer, keep_per_problem: int) -> list[list[list[int]]]:
-    """`keep_shortest`'s trajectories as [prompt ids, completion ids + EOS]. The prompt is the one the policy saw (a
+    """`keep_shortest`'s trajectories as [prompt ids, completion ids + EOS] (+ the trained mask of an episode, whose
+    observations stay out of the loss). The prompt is the one the policy saw (a
     revision prompt for revisions), so the policy learns to produce the solution from there."""
     kept = keep_shortest(results, keep_per_problem)
     if not kept:
         return []
     prompts = encode_prompts(tokenizer, [t.prompt for t in kept])
     completions = tokenizer.encode_batch([t.completion for t in kept])
-    return [[p, c + [tokenizer.eos_id]] for p, c in zip(prompts, completions)]
+    out = []
+    for p, c, t in zip(prompts, completions, kept):
+        if t.mask is None:
+            out.append([p, c + [tokenizer.eos_id]])
+        else:  # an episode: its own ids (never re-tokenized), the environment's observations out of the loss
+            out.append([p, list(t.token_ids) + [tokenizer.eos_id], list(t.mask) + [True]])
+    return out

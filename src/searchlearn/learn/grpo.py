@@ -119,7 +119,7 @@ def recipe(name: str, cfg: GRPOConfig) -> Recipe:
 
 
 def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg: GRPOConfig, reward: OutcomeReward,
-            pool: EdgePool | None = None) -> tuple[Rollout, dict]:
+            pool: EdgePool | None = None, environment: Callable | None = None) -> tuple[Rollout, dict]:
     """Step `step`'s rollout: N problems × G samples, shaped rewards, and (DAPO) only informative groups.
 
     With dynamic sampling, groups whose rewards are all equal are dropped and further batches of fresh problems are
@@ -136,7 +136,7 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
         else:
             index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed if draw == 0 else params.seed)
         index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
-        part = sample_rollout(policy, [problems[i] for i in index], reward, params)
+        part = sample_rollout(policy, [problems[i] for i in index], reward, params, environment)
         if pool is not None:
             pool.observe(index, (part.scores >= 1).float().mean(-1).tolist(), step)
         scores.append(part.scores.flatten())
@@ -254,12 +254,14 @@ def train_grpo(
     stop_after: int | None = None,
     name: str = "grpo",
     shaping: PotentialShaping | None = None,
+    environment: Callable | None = None,
 ) -> dict:
     """Train `policy.model` in place for cfg.steps RL steps on `problems`; resume from `ckpt_dir` if one is there.
 
     policy: its sampler must generate from the model being trained. reward: outcome contract, e.g.
     `VerifierReward(task)`. shaping: dense per-step credit from a process scorer's values (`dense_rewards.py`;
-    None = the outcome reward alone). reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0,
+    None = the outcome reward alone). environment: a factory of multi-turn environments (contracts.Environment; e.g.
+    a task with tools): rollouts are episodes and their observation tokens are masked out of the loss. reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0,
     saved in the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
     With a worker pool of N > 1 active (`--workers N`), the run is data-parallel on N ranks, each sampling and
     training on its share of every step's problems (`train_grpo_parallel`).
@@ -267,7 +269,7 @@ def train_grpo(
     """
     if (world := learner_ranks()) > 1:
         return train_grpo_parallel(world, policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
-                                   ckpt_dir, log, stop_after, name, shaping)
+                                   ckpt_dir, log, stop_after, name, shaping, environment)
     if not problems:
         raise ValueError(f"{name}: no training problems")
     model = policy.model
@@ -281,7 +283,7 @@ def train_grpo(
 
     def step_fn(step: int) -> dict:
         t_rollout = time.time()
-        rollout, record = collect(policy, problems, step, cfg, reward, pool)
+        rollout, record = collect(policy, problems, step, cfg, reward, pool, environment)
         if pool is not None:
             trainer.meta["pool"] = pool.state()  # checkpointed with the step: a resumed run draws the same problems
             record["learn/pool_edge"] = len(pool.eligible(step + 1)) / len(problems)
@@ -312,7 +314,8 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
                         reward: OutcomeReward, advantage_fn: Callable = grpo_advantages, loss_fn: Callable = grpo_loss,
                         reference: torch.nn.Module | None = None, ckpt_dir: str | Path | None = None,
                         log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
-                        name: str = "grpo", shaping: PotentialShaping | None = None) -> dict:
+                        name: str = "grpo", shaping: PotentialShaping | None = None,
+                        environment: Callable | None = None) -> dict:
     """`train_grpo` on `world` data-parallel ranks placed by Ray (distributed/launch.py). Each rank holds a replica
     that samples its share of each step's problems (colocated rollouts: the ranks' weights stay identical, so nothing
     is synced) and trains on its rows of every minibatch, gradients summed; advantages come from every rank's rewards.
@@ -326,15 +329,15 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_grpo_rank, world, policy.model, policy.tokenizer, options,
                                              list(problems), cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-                                             stop_after, name, shaping), log)
+                                             stop_after, name, shaping, environment), log)
 
 
 def _grpo_rank(model, tokenizer, options, problems, cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-               stop_after, name, shaping):
+               stop_after, name, shaping, environment):
     """One rank of `train_grpo_parallel`: (result, its records, rank 0's weights as arrays)."""
     from searchlearn.policy.policy import LocalPolicy
 
     records: list[dict] = []
     out = train_grpo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, advantage_fn, loss_fn, reference,
-                     ckpt_dir, records.append, stop_after, name, shaping)
+                     ckpt_dir, records.append, stop_after, name, shaping, environment)
     return out, records, to_arrays(model) if rank_world()[0] == 0 else None

@@ -163,17 +163,19 @@ def train_ppo(
     log: Callable[[dict], None] = lambda record: None,
     stop_after: int | None = None,
     name: str = "ppo",
+    environment: Callable | None = None,
 ) -> dict:
     """Train `policy.model` (and the critic) in place for cfg.steps PPO steps; resume from `ckpt_dir` if present.
 
     critic: default `ValueModel(policy.model, cfg.share_backbone)` (a value model from elsewhere fits if it maps
     (input_ids, attention_mask) -> (B, T) values and has `own_parameters()`/`own_state()`). reference: π_ref for β > 0
     (default a frozen copy of the policy at step 0, saved in checkpoints). dense_reward: extra per-token rewards,
-    e.g. `learn.rollout.step_rewards` built from a PRM's per-step scores. Returns {"steps", "seconds", "last"}.
+    e.g. `learn.rollout.step_rewards` built from a PRM's per-step scores. environment: multi-turn rollouts through
+    its environments (as in `train_grpo`), observation tokens masked out of the losses. Returns {"steps", "seconds", "last"}.
     """
     if (world := learner_ranks()) > 1:
         return train_ppo_parallel(world, policy, problems, cfg, reward, critic, reference, dense_reward,
-                                  ckpt_dir, log, stop_after, name)
+                                  ckpt_dir, log, stop_after, name, environment)
     if not problems:
         raise ValueError(f"{name}: no training problems")
     model = policy.model
@@ -188,7 +190,7 @@ def train_ppo(
         t_rollout = time.time()
         index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed)
         index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
-        rollout = sample_rollout(policy, [problems[i] for i in index], reward, cfg.sampling(step))
+        rollout = sample_rollout(policy, [problems[i] for i in index], reward, cfg.sampling(step), environment)
         t_update = time.time()
         prep = prepare(model, critic, rollout, cfg, reference, dense_reward)
         stats = update(trainer, critic, rollout, prep, cfg, step)
@@ -216,7 +218,7 @@ def train_ppo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[P
                        reward: OutcomeReward, critic: ValueModel | None = None, reference: torch.nn.Module | None = None,
                        dense_reward: DenseReward | None = None, ckpt_dir: str | Path | None = None,
                        log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
-                       name: str = "ppo") -> dict:
+                       name: str = "ppo", environment: Callable | None = None) -> dict:
     """`train_ppo` on `world` data-parallel ranks (as `grpo.train_grpo_parallel`: colocated rollouts of each rank's
     share of the problems, gradients of policy and critic summed, advantages whitened over every rank's tokens)."""
     from searchlearn.distributed.launch import (  # Ray is imported only when it is used
@@ -229,10 +231,11 @@ def train_ppo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[P
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_ppo_rank, world, (policy.model, critic), policy.tokenizer, options,
                                              list(problems), cfg, reward, reference, dense_reward, ckpt_dir,
-                                             stop_after, name), log)
+                                             stop_after, name, environment), log)
 
 
-def _ppo_rank(modules, tokenizer, options, problems, cfg, reward, reference, dense_reward, ckpt_dir, stop_after, name):
+def _ppo_rank(modules, tokenizer, options, problems, cfg, reward, reference, dense_reward, ckpt_dir, stop_after, name,
+              environment=None):
     """One rank of `train_ppo_parallel`; `modules` = (model, critic) in one argument, so that a critic sharing the
     policy's decoder still shares it after pickling."""
     from searchlearn.policy.policy import LocalPolicy
@@ -240,5 +243,5 @@ def _ppo_rank(modules, tokenizer, options, problems, cfg, reward, reference, den
     model, critic = modules
     records: list[dict] = []
     out = train_ppo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, critic, reference, dense_reward,
-                    ckpt_dir, records.append, stop_after, name)
+                    ckpt_dir, records.append, stop_after, name, environment)
     return out, records, to_arrays(model) if rank_world()[0] == 0 else None

@@ -14,11 +14,15 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from searchlearn.contracts import OutcomeReward
+from searchlearn.contracts import Environment, OutcomeReward
 from searchlearn.distributed.shard import map_problems
+from searchlearn.env.rollout import EpisodeLimits, episode_completion, run_episodes
 from searchlearn.learn.trainer import TrainConfig
 from searchlearn.policy.model import sequence_logprobs
 from searchlearn.types import Completion, Ledger, Problem, SamplingParams
+
+
+EPISODE_TURNS = 64  # model turns per multi-turn rollout (a tool call is one turn); the token cap is max_new_tokens
 
 
 @dataclass
@@ -78,8 +82,17 @@ def completion_ids(completion: Completion, eos_id: int) -> list[int]:
     return list(completion.token_ids) + ([eos_id] if completion.finish_reason == "eos" else [])
 
 
-def make_batch(prompt_ids: Sequence[list[int]], completion_ids_: Sequence[list[int]], pad_id: int) -> Batch:
-    """Right-padded prompt + completion sequences with their masks."""
+def completion_mask(completion: Completion) -> list[bool] | None:
+    """Which of `completion_ids` the model chose (None: all of them); an environment's observations are False."""
+    if completion.mask is None:
+        return None
+    return list(completion.mask) + ([True] if completion.finish_reason == "eos" else [])
+
+
+def make_batch(prompt_ids: Sequence[list[int]], completion_ids_: Sequence[list[int]], pad_id: int,
+               masks: Sequence[list[bool] | None] | None = None) -> Batch:
+    """Right-padded prompt + completion sequences with their masks; `masks` (per completion token, None = all)
+    zero the action mask on tokens the model did not choose (an environment's observations)."""
     seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids_)]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -89,6 +102,8 @@ def make_batch(prompt_ids: Sequence[list[int]], completion_ids_: Sequence[list[i
         ids[i, : len(s)] = torch.tensor(s)
         attention[i, : len(s)] = 1
         actions[i, len(p) - 1 : len(s) - 1] = 1.0  # column t scores token t+1: the completion's tokens
+        if masks is not None and masks[i] is not None:
+            actions[i, len(p) - 1 : len(s) - 1] *= torch.tensor(masks[i], dtype=torch.float32)
     return Batch(ids, attention, actions)
 
 
@@ -137,6 +152,7 @@ class Rollout:
     ledger: Ledger = field(default_factory=Ledger)
     unscored: int = 0  # completions the reward function returned None for
     pad_id: int = 0
+    action_masks: list[list[bool] | None] | None = None  # N·G: which action tokens the model chose (None: all)
     _batch: Batch | None = field(default=None, repr=False)
 
     @property
@@ -146,7 +162,7 @@ class Rollout:
     @property
     def batch(self) -> Batch:
         if self._batch is None:
-            self._batch = make_batch(self.prompt_ids, self.action_ids, self.pad_id)
+            self._batch = make_batch(self.prompt_ids, self.action_ids, self.pad_id, self.action_masks)
         return self._batch
 
     def lengths(self) -> torch.Tensor:
@@ -160,7 +176,8 @@ class Rollout:
         rows = [g * G + j for g in groups for j in range(G)]
         return Rollout([self.problems[g] for g in groups], [self.completions[r] for r in rows],
                        [self.prompt_ids[r] for r in rows], [self.action_ids[r] for r in rows], self.scores[groups],
-                       self.rewards[groups], self.ledger, self.unscored, self.pad_id)
+                       self.rewards[groups], self.ledger, self.unscored, self.pad_id,
+                       None if self.action_masks is None else [self.action_masks[r] for r in rows])
 
 
 def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
@@ -171,20 +188,31 @@ def concat_rollouts(parts: Sequence[Rollout]) -> Rollout:
     return Rollout([p for r in parts for p in r.problems], [c for r in parts for c in r.completions],
                    [x for r in parts for x in r.prompt_ids], [x for r in parts for x in r.action_ids],
                    torch.cat([r.scores for r in parts]), torch.cat([r.rewards for r in parts]), ledger,
-                   sum(r.unscored for r in parts), parts[0].pad_id)
+                   sum(r.unscored for r in parts), parts[0].pad_id,
+                   None if all(r.action_masks is None for r in parts) else
+                   [m for r in parts for m in (r.action_masks or [None] * len(r.action_ids))])
 
 
-def sample_completions(problems: Sequence[Problem], policy, params: SamplingParams) -> list[list[Completion]]:
-    """params.n completions of each problem, one list per problem, from one batched engine call."""
+def sample_completions(problems: Sequence[Problem], policy, params: SamplingParams,
+                       environment: Callable[[], Environment] | None = None) -> list[list[Completion]]:
+    """params.n completions of each problem, one list per problem, from one batched engine call; with an
+    `environment` factory, multi-turn episodes (env/rollout.py, one engine call per turn) as masked completions."""
+    if environment is not None:
+        episodes = run_episodes(policy, problems, environment, params,
+                                EpisodeLimits(max_turns=EPISODE_TURNS, max_tokens=params.max_new_tokens))
+        completions = [episode_completion(e) for e in episodes]
+        return [completions[i * params.n : (i + 1) * params.n] for i in range(len(problems))]
     completions = policy.generate([p.prompt for p in problems], params)
     return [completions[i * params.n : (i + 1) * params.n] for i in range(len(problems))]
 
 
-def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams) -> Rollout:
+def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams,
+                   environment: Callable[[], Environment] | None = None) -> Rollout:
     """params.n completions of each problem in one batched engine call (one per worker with a pool active,
-    distributed/shard.py), scored by the outcome reward."""
+    distributed/shard.py), scored by the outcome reward; through `environment` when given (multi-turn)."""
     before = policy.ledger.copy()
-    completions = [c for group in map_problems(sample_completions, problems, policy, params) for c in group]
+    completions = [c for group in map_problems(sample_completions, problems, policy, params, environment)
+                   for c in group]
     for row, c in enumerate(completions):
         c.prompt_index = row // params.n  # a worker numbers its own shard's prompts
     spent = policy.ledger.since(before)
@@ -194,7 +222,8 @@ def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, p
     eos = policy.tokenizer.eos_id
     return Rollout(list(problems), completions, [prompt_ids[c.prompt_index] for c in completions],
                    [completion_ids(c, eos) for c in completions], scores, scores.clone(), spent,
-                   sum(s is None for s in scored), policy.tokenizer.pad_id)
+                   sum(s is None for s in scored), policy.tokenizer.pad_id,
+                   None if environment is None else [completion_mask(c) for c in completions])
 
 
 def step_end_tokens(token_ids: Sequence[int], steps: Sequence[str], decode: Callable[[list[int]], str]) -> list[int]:

@@ -150,6 +150,17 @@ class LoopConfig:
                               "--workers N replicates the native engine (use one or the other)")
         if self.prompt not in ("none", "task", "reasoning"):
             raise ConfigError(f"prompt must be none, task or reasoning, got {self.prompt!r}")
+        if getattr(self.task, "checks", None) == "tool":  # multi-turn episodes: best-of-N and the online learners
+            tree = [p.searcher.name for p in self.phases if p.rounds and p.searcher.name != "bon"
+                    and LEARNERS[p.learner].kind == "search"]
+            if tree:
+                raise ConfigError(f"task.checks=tool samples episodes through an environment, which the tree "
+                                  f"searchers ({', '.join(sorted(set(tree)))}) do not drive yet: use searcher bon "
+                                  "or an online learner")
+            pairs = sorted({p.learner for p in self.phases if p.rounds and LEARNERS[p.learner].section == "dpo"})
+            if pairs:
+                raise ConfigError(f"task.checks=tool: the preference learners ({', '.join(pairs)}) do not mask an "
+                                  "environment's observations yet: use expert iteration or an online learner")
 
     @property
     def rounds(self) -> int:

@@ -48,6 +48,10 @@ class Rewards:
     process: WithPolicy  # builds a ProcessReward from a policy
     task: Task
 
+    def environment(self):
+        """The task's multi-turn environment factory (a task with tools), or None: online learners roll out in it."""
+        return self.task.environment() if hasattr(self.task, "environment") else None
+
     def shaping(self, policy, cfg) -> PotentialShaping | None:
         """The online learner's dense rewards: Φ from the process scorer, weighted by cfg.shaping (None at 0)."""
         if not cfg.shaping:
@@ -118,13 +122,13 @@ def train_group_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str, var
     """A GRPO-family run on the round's problem pool."""
     pair = recipe(variant, cfg)
     return train_grpo(policy, problems, cfg, rewards.outcome, pair.advantage_fn, pair.loss_fn, ckpt_dir=ckpt_dir,
-                      log=log, name=name, shaping=rewards.shaping(policy, cfg))
+                      log=log, name=name, shaping=rewards.shaping(policy, cfg), environment=rewards.environment())
 
 
 def train_ppo_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str) -> dict:
     shaping = rewards.shaping(policy, cfg)
     out = train_ppo(policy, problems, cfg, rewards.outcome, dense_reward=shaping and shaping.token_rewards,
-                    ckpt_dir=ckpt_dir, log=log, name=name)
+                    ckpt_dir=ckpt_dir, log=log, name=name, environment=rewards.environment())
     return out | ({"reward_tokens": reward_tokens(shaping.scorer)} if shaping else {})
 
 

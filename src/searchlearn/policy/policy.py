@@ -92,7 +92,11 @@ class LocalPolicy:
         return encode_prompts(self.tokenizer, prompts)
 
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
-        completions = self.engine.generate(self.encode_prompts(prompts), params)
+        return self.generate_ids(self.encode_prompts(prompts), params)
+
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """`generate` from token ids (multi-turn rollouts append observation ids and never re-tokenize the past)."""
+        completions = self.engine.generate(prompt_ids, params)
         self.ledger.charge_policy(self.engine.last_generated_tokens, self.engine.last_prefill_tokens, self.n_params)
         return completions
 

@@ -75,7 +75,11 @@ class TransformersPolicy:
     @torch.inference_mode()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         """params.n completions per prompt, prompt-major; same seed and inputs -> same completions."""
-        prompt_ids = self.encode_prompts(prompts)
+        return self.generate_ids(self.encode_prompts(prompts), params)
+
+    @torch.inference_mode()
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """`generate` from token ids."""
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
         per_chunk = max(1, self.max_batch // params.n)

@@ -222,8 +222,11 @@ class VLLMPolicy:
     @torch.inference_mode()
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         """params.n completions per prompt, prompt-major, from the learner's current weights."""
+        return self.generate_ids(self.encode_prompts(prompts), params)
+
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """`generate` from token ids."""
         self.sync()
-        prompt_ids = self.encode_prompts(prompts)
         for p in prompt_ids:
             if not p:
                 raise ValueError("every prompt needs at least one token")

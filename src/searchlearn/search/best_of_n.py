@@ -8,12 +8,14 @@ Wang et al. 2023; the scorer is not called), or the scorer's path scores as weig
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from searchlearn.env.rollout import EpisodeLimits, run_episodes
 from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose
 from searchlearn.types import (
+    Ledger,
     Problem,
     SamplingParams,
     SearchResult,
@@ -59,7 +61,11 @@ def best_of_n(problems: Sequence[Problem], policy, task, scorer, budget: Budget,
 
 
 def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, reward=None) -> list[SearchResult]:
-    """Draw params.n completions per problem; score them with `reward` (outcome contract) when given."""
+    """Draw params.n completions per problem; score them with `reward` (outcome contract) when given. A task with an
+    environment (`task.environment()`, e.g. Countdown with a tool) is sampled as multi-turn episodes."""
+    make_env = task.environment() if hasattr(task, "environment") else None
+    if make_env is not None:
+        return _sample_episodes(problems, policy, task, params, reward, make_env)
     accounts = Accounts(len(problems), params.n * params.max_new_tokens)  # each problem charged its own tokens
     completions = accounts.generate(policy, [p.prompt for p in problems], range(len(problems)), params)
     problem_of = [problems[c.prompt_index] for c in completions]
@@ -71,4 +77,28 @@ def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, re
             steps = [Step(text=s) for s in task.steps(c.text)]
             trajectories.append(Trajectory(problem.id, problem.prompt, c.text, steps, c.token_ids, c.logprobs, r))
         results.append(SearchResult(problem.id, None, trajectories, accounts.ledgers[i]))
+    return results
+
+
+EPISODE_TURNS = 64  # model turns per episode when sampling through an environment (a tool call is one turn)
+
+
+def _sample_episodes(problems, policy, task, params: SamplingParams, reward, make_env) -> list[SearchResult]:
+    """`sample` through the task's environment: each trajectory is an episode, its tokens the model's turns and the
+    environment's observations (mask False); each problem is charged its own episodes' model tokens (generated) and
+    prompt + observation tokens (read without being generated)."""
+    episodes = run_episodes(policy, problems, make_env, replace(params, stop=()),
+                            EpisodeLimits(max_turns=EPISODE_TURNS, max_tokens=params.max_new_tokens))
+    texts = [e.text for e in episodes]
+    problem_of = [problems[e.problem_index] for e in episodes]
+    rewards = reward(problem_of, texts) if reward is not None else [e.reward for e in episodes]
+    results = []
+    for i, problem in enumerate(problems):
+        ledger, trajectories = Ledger(), []
+        for e, r in zip(episodes[i * params.n : (i + 1) * params.n], rewards[i * params.n : (i + 1) * params.n]):
+            ledger.charge_policy(e.model_tokens + (e.finish == "done"), len(e.prompt_ids) + len(e.mask) - e.model_tokens,
+                                 policy.n_params)
+            trajectories.append(Trajectory(problem.id, problem.prompt, e.text, [Step(text=s) for s in task.steps(e.text)],
+                                           e.token_ids, e.logprobs, r, mask=e.mask))
+        results.append(SearchResult(problem.id, None, trajectories, ledger))
     return results

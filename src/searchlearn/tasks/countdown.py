@@ -154,6 +154,15 @@ class CountdownTask:
         rng = random.Random(f"{problem.id}-{seed}")
         return [trace(problem, config, rng) for _ in range(n)]
 
+    def environment(self):
+        """With `checks: tool`, a factory of the multi-turn environment that answers the traces' tool calls
+        (countdown_tool); None otherwise (single-turn: sample, then verify)."""
+        if self.config.checks != "tool":
+            return None
+        from searchlearn.tasks.countdown_tool import countdown_env
+
+        return lambda: countdown_env(self)
+
     def drill(self, rng: random.Random) -> str:
         """An arithmetic drill completion (countdown_drills) with no test-split target value on it."""
         return drill(self.config, rng, set(self.split_targets()[1]))

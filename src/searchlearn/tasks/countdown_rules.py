@@ -32,7 +32,9 @@ class CountdownConfig:
     corrections: float = 0.2  # chance that a failing try is written with a slip its moves then catch (self-correction)
     checks: str = "need"  # how a try line finds the last move: "need" (the values c with c∘x = T, then each make
     #                       value looked up among them) or "forward" (each make value c combined with x, each result
-    #                       compared with T: no arithmetic takes the target as an operand; countdown_traces)
+    #                       compared with T: no arithmetic takes the target as an operand; countdown_traces) or
+    #                       "tool" (the need list is the answer of a tool the model calls: "need T x ?"; the
+    #                       multi-turn environment of countdown_tool)
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 5:
@@ -50,8 +52,8 @@ class CountdownConfig:
             raise ValueError(f"style must be 'optimal' or 'search', got {self.style!r}")
         if not 0.0 <= self.corrections <= 1.0:
             raise ValueError(f"corrections must be in [0, 1], got {self.corrections}")
-        if self.checks not in ("need", "forward"):
-            raise ValueError(f"checks must be 'need' or 'forward', got {self.checks!r}")
+        if self.checks not in ("need", "forward", "tool"):
+            raise ValueError(f"checks must be 'need', 'forward' or 'tool', got {self.checks!r}")
 
 
 # -- verifier: a whitelist tokenizer and a recursive-descent parser, never eval ----------------------------------

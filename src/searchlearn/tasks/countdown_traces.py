@@ -127,8 +127,14 @@ class _Writer:
         return None
 
     def try_line(self, x: int, rest: list[int], need: list, make: list, verdict: str, slip: int | None = None) -> None:
-        """"try x: need N | rest -> M verdict"; slot `slip` of M is written untrained."""
-        self.write(f"try {x}: need {_slots(need)} | {' '.join(map(str, rest))} ->")
+        """"try x: need N | rest -> M verdict"; slot `slip` of M is written untrained. With tool checks the need list
+        is a tool's answer: "try x: need T x ? N | rest -> M verdict", N untrained (the environment writes it)."""
+        if self.config.checks == "tool":
+            self.write(f"try {x}: need {self.target} {x} ?")
+            self.write(f" {_slots(need)}", trained=False)
+            self.write(f" | {' '.join(map(str, rest))} ->")
+        else:
+            self.write(f"try {x}: need {_slots(need)} | {' '.join(map(str, rest))} ->")
         for slot, v in enumerate(make):
             self.write(" " + ("-" if v is None else str(v)), trained=slot != slip)
         self.write(f" {verdict}\n")

@@ -1,0 +1,56 @@
+"""Countdown with a tool against without: greedy pass@1 on held-out and training-split targets.
+
+Each checkpoint is evaluated on its own trace format: `--checks tool` checkpoints (trained with
+`searchlearn init --set task.checks=tool`) through the multi-turn environment that answers their "need T x ?" calls
+(tasks/countdown_tool.py), the others single-turn. Also the mean number of turns and of tokens the model wrote.
+
+    python benchmarks/countdown_tool.py runs/init0/policy:need runs/init0_tool/policy:tool --problems 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from searchlearn.loop.rounds import load_local
+from searchlearn.reward.verifiers import VerifierReward
+from searchlearn.search.best_of_n import sample
+from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
+from searchlearn.types import SamplingParams
+
+
+def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: int) -> dict:
+    task = CountdownTask(CountdownConfig(checks=checks))
+    policy = load_local(path)
+    out = {"model": path, "checks": checks}
+    for split in ("test", "train"):
+        batch = task.problems(split, problems, seed=seed + 1 if split == "test" else 999_983)
+        start = time.perf_counter()
+        results = sample(batch, policy, task, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens,
+                                                             seed=seed), VerifierReward(task))
+        trajectories = [r.trajectories[0] for r in results]
+        p = sum(t.reward for t in trajectories) / len(batch)
+        out[split] = {"pass@1": round(p, 4), "se": round((p * (1 - p) / len(batch)) ** 0.5, 4),
+                      "model_tokens": round(sum(sum(t.mask) if t.mask else len(t.token_ids)
+                                                for t in trajectories) / len(batch), 1),
+                      "tool_calls": round(sum(t.completion.count(" ?") for t in trajectories) / len(batch), 2),
+                      "seconds": round(time.perf_counter() - start, 1)}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("models", nargs="+", metavar="DIR:CHECKS", help="checkpoint directory and its trace format "
+                   "(need | forward | tool)")
+    p.add_argument("--problems", type=int, default=1000, help="problems per split (standard error ≈ 0.5/√n)")
+    p.add_argument("--max-new-tokens", type=int, default=400, help="tokens per completion (tool answers included)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    for spec in args.models:
+        path, _, checks = spec.rpartition(":")
+        print(json.dumps(measure(path, checks, args.problems, args.max_new_tokens, args.seed)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

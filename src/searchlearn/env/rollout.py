@@ -1,0 +1,121 @@
+"""Multi-turn rollouts: many environments step together, one engine call per turn.
+
+Each episode's context is token ids that only grow: the prompt, then each turn's sampled tokens (mask 1), then the
+observation the environment answered with, encoded on its own and appended as ids (mask 0), never re-tokenized with
+what came before. The mask is what every learner multiplies its loss by, so no loss trains on environment text.
+
+An episode ends when the environment says done (its reward: the sum of the steps' rewards), after `max_turns` model
+turns, or at the token budget `max_tokens` (prompt excluded): a turn is cut at the budget, and an observation that
+would pass it ends the episode instead of being appended (TRL's rule) — both with finish "budget" and reward 0.
+A turn ends at the environment's stop strings (a tool call's end), at EOS, or at `max_new_tokens`.
+
+Sampling: `params.n` episodes per problem, problem-major. Each turn is one `generate_ids` call over the distinct
+contexts, with n equal to the most episodes sharing one context (the first turn: n per problem), so equal contexts
+draw independent samples (the engine's per-row streams) and the same seed gives the same episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+from searchlearn.contracts import Environment
+from searchlearn.types import Completion, Problem, SamplingParams
+
+FINISHES = ("done", "max_turns", "budget")
+
+
+@dataclass(frozen=True)
+class EpisodeLimits:
+    max_turns: int = 16  # model turns per episode
+    max_tokens: int = 512  # model + observation tokens after the prompt
+
+
+@dataclass
+class Episode:
+    problem_index: int
+    prompt_ids: list[int]
+    token_ids: list[int] = field(default_factory=list)  # everything after the prompt: turns and observations
+    mask: list[bool] = field(default_factory=list)  # per token: True = sampled by the model (trained), False = observed
+    logprobs: list[float] = field(default_factory=list)  # per token: log π at sampling (0.0 on observations)
+    text: str = ""  # turns and observations as the environment saw them
+    reward: float = 0.0
+    turns: int = 0
+    finish: str = ""  # one of FINISHES
+    eos: bool = False  # the last turn ended with EOS (an action the learners train, like a single-turn completion's)
+    info: list[dict] = field(default_factory=list)  # each step's info
+
+    @property
+    def model_tokens(self) -> int:
+        return sum(self.mask)
+
+
+def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams,
+                 limits: EpisodeLimits = EpisodeLimits()) -> list[Episode]:
+    """`params.n` episodes per problem (module docstring), problem-major."""
+    envs = [make_env() for _ in problems for _ in range(params.n)]
+    first = [env.reset(problems[i // params.n]) for i, env in enumerate(envs)]
+    episodes = [Episode(i // params.n, ids) for i, ids in enumerate(policy.encode_prompts(first))]
+    stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
+    active = list(range(len(episodes)))
+    for turn in range(limits.max_turns):
+        if not active:
+            break
+        contexts: dict[tuple[int, ...], list[int]] = {}  # distinct context -> its episodes
+        for e in active:
+            contexts.setdefault(tuple(episodes[e].prompt_ids + episodes[e].token_ids), []).append(e)
+        n = max(map(len, contexts.values()))
+        room = max(limits.max_tokens - len(episodes[e].token_ids) for e in active)
+        turn_params = replace(params, n=n, stop=stop, max_new_tokens=min(params.max_new_tokens, room),
+                              seed=None if params.seed is None else params.seed + 7919 * turn)
+        completions = policy.generate_ids([list(c) for c in contexts], turn_params)
+        still = []
+        for c, members in enumerate(contexts.values()):
+            for k, e in enumerate(members):
+                if _turn(episodes[e], envs[e], completions[c * n + k], limits, policy.tokenizer):
+                    still.append(e)
+        active = sorted(still)
+    for e in active:
+        episodes[e].finish = "max_turns"
+    return episodes
+
+
+def episode_completion(ep: Episode) -> Completion:
+    """An episode as one Completion for the learners: all its tokens, `mask` False on observations; finish "eos"
+    when the model ended it with EOS."""
+    return Completion(ep.problem_index, list(ep.token_ids), ep.text, list(ep.logprobs),
+                      "eos" if ep.eos else "length" if ep.finish != "done" else "stop", list(ep.mask))
+
+
+def _turn(ep: Episode, env: Environment, completion, limits: EpisodeLimits, tokenizer) -> bool:
+    """Apply one sampled turn to `ep`; whether the episode goes on."""
+    room = limits.max_tokens - len(ep.token_ids)
+    tokens, logprobs, text = completion.token_ids, completion.logprobs, completion.text
+    ep.turns += 1
+    ep.eos = completion.finish_reason == "eos"
+    if len(tokens) > room or (len(tokens) == room and completion.finish_reason == "length"):  # into the budget
+        ep.token_ids += tokens[:room]
+        ep.mask += [True] * len(tokens[:room])
+        ep.logprobs += logprobs[:room]
+        ep.text += tokenizer.decode(tokens[:room])
+        ep.finish, ep.reward = "budget", 0.0
+        return False
+    ep.token_ids += tokens
+    ep.mask += [True] * len(tokens)
+    ep.logprobs += logprobs
+    ep.text += text
+    result = env.step(text)
+    ep.info.append(result.info)
+    ep.reward += result.reward
+    if result.done:
+        ep.finish = "done"
+        return False
+    observed = tokenizer.encode(result.observation)
+    if len(ep.token_ids) + len(observed) > limits.max_tokens:
+        ep.finish, ep.reward = "budget", 0.0
+        return False
+    ep.token_ids += observed
+    ep.mask += [False] * len(observed)
+    ep.logprobs += [0.0] * len(observed)
+    ep.text += result.observation
+    return True

@@ -1,0 +1,34 @@
+"""Countdown with a tool: the need list of a try line is computed by a tool the model calls, not by the model.
+
+Held-out targets fail on the arithmetic that takes the target as an operand (docs/learning.md); with
+`task.checks=tool` the traces hand that arithmetic to a tool and SFT learns to call it:
+
+    try 7: need 46 7 ? 39 53 - - - 322 | 3 25 -> 28 22 75 - no
+           \\____________/\\______________/
+            the model's call  the tool's answer (an observation: untrained, masked out of every loss)
+
+`countdown_env(task)` is the multi-turn environment (env/tool_env.py) that answers those calls during rollouts.
+"""
+
+from __future__ import annotations
+
+from searchlearn.env import TagParser, Tool, ToolEnv, tool
+from searchlearn.tasks.countdown_solver import needs
+
+
+def need_tool(max_intermediate: int = 999) -> Tool:
+    def need(target: int, x: int) -> str:
+        """The c with c∘x = target, one per slot T-x, T+x, x-T, T/x, x/T, T*x ("-": none)."""
+        if not (0 <= target <= max_intermediate and 0 <= x <= max_intermediate):
+            raise ValueError(f"numbers must be in 0..{max_intermediate}")
+        return " ".join("-" if v is None else str(v) for v in needs(x, target, max_intermediate))
+
+    return tool(need)
+
+
+def countdown_env(task, max_observation_chars: int = 64) -> ToolEnv:
+    """The environment of tool-check traces (a CountdownTask with checks "tool"): the `need` tool behind the tag
+    protocol "need T x ?"."""
+    if task.config.checks != "tool":
+        raise ValueError(f"countdown_env needs task.checks=tool, got {task.config.checks!r}")
+    return ToolEnv(task, [need_tool(task.config.max_intermediate)], TagParser(["need"]), max_observation_chars)

@@ -1,0 +1,215 @@
+"""Environments: tool schemas, calls that go wrong (answered, never raised), both call protocols on malformed text,
+and the multi-turn rollout's token bookkeeping (observations appended as ids with mask 0, the budget rule, max
+turns), with a scripted policy whose every turn is known."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from searchlearn.env import EpisodeLimits, HermesParser, TagParser, ToolEnv, call_tool, run_episodes, tool
+from searchlearn.learn.sft import trace_example
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.tasks.countdown import WORDS, CountdownConfig, CountdownTask
+from searchlearn.tasks.countdown_tool import countdown_env, need_tool
+from searchlearn.types import Completion, SamplingParams, ToolCall
+
+
+def add(a: int, b: int = 1) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def test_tool_schema_from_the_signature():
+    t = tool(add)
+    assert t.schema == {"type": "function", "function": {"name": "add", "description": "Add two integers.",
+                        "parameters": {"type": "object", "properties": {"a": {"type": "integer"},
+                                       "b": {"type": "integer"}}, "required": ["a"]}}}
+
+
+def test_call_tool_answers_every_mistake():
+    tools = {"add": tool(add)}
+    assert call_tool(tools, ToolCall("add", {"0": "2", "1": "3"})) == "5"
+    assert call_tool(tools, ToolCall("add", {"a": 2})) == "3"
+    assert call_tool(tools, ToolCall("mul", {})) == "error: no tool 'mul' (tools: add)"
+    assert call_tool(tools, ToolCall("add", {"a": "two"})) == "error: a must be integer, got 'two'"
+    assert call_tool(tools, ToolCall("add", {"b": 1})) == "error: add needs a"
+    assert call_tool(tools, ToolCall("add", {"c": 1})) == "error: add takes a, b; got 'c'"
+    assert call_tool(tools, ToolCall(error="bad")) == "error: bad"
+    assert call_tool({"need": need_tool()}, ToolCall("need", {"0": "46", "1": "7"})) == "39 53 - - - 322"
+    assert call_tool({"need": need_tool()}, ToolCall("need", {"0": "4600", "1": "7"})).startswith("error: ValueError")
+
+
+def test_tag_parser():
+    parser = TagParser(["need"])
+    assert parser.parse("try 7: need 46 7 ?") == ToolCall("need", {"0": "46", "1": "7"})
+    assert parser.parse("try 7: need 46 7 ") is None  # no end marker: the turn made no call
+    assert parser.parse("try 7: 46 7 ?").error.startswith("no tool name")
+    assert parser.observation("1 2") == " 1 2"
+
+
+@pytest.mark.parametrize("text, error", [
+    ("<tool_call>{not json}</tool_call>", "not JSON"),
+    ('{"name": "add"}</tool_call>', "without <tool_call>"),
+    ('<tool_call>["add"]</tool_call>', '{"name"'),
+    ('<tool_call>{"name": "add", "arguments": [1]}</tool_call>', "JSON object"),
+    ('<tool_call>{"name": "add", "arguments": "{oops"}</tool_call>', "JSON object"),
+])
+def test_hermes_parser_on_malformed_calls(text, error):
+    call = HermesParser().parse(text)
+    assert call is not None and error in call.error
+
+
+def test_hermes_parser_reads_a_call():
+    parser = HermesParser()
+    text = 'Let me add.\n<tool_call>\n{"name": "add", "arguments": {"a": 2, "b": 5}}\n</tool_call>'
+    assert parser.parse(text) == ToolCall("add", {"a": 2, "b": 5})
+    assert parser.parse('<tool_call>{"name": "add", "arguments": "{\\"a\\": 1}"}</tool_call>').arguments == {"a": 1}
+    assert parser.parse("no call here") is None
+    assert parser.observation("7") == "\n<tool_response>\n7\n</tool_response>\n"
+    env = ToolEnv(CountdownTask(), [tool(add)], parser)
+    env.reset(CountdownTask().problems("train", 1)[0])
+    assert env.step(text).observation == parser.observation("7")
+
+
+class TurnScript:
+    """A policy for rollout tests: `turns[k]` is what it writes at its k-th call (the k-th turn of every episode), cut
+    at the stop strings like the engine cuts."""
+
+    def __init__(self, tokenizer, turns: list[str]):
+        self.tokenizer, self.turns, self.calls = tokenizer, turns, []
+
+    def encode_prompts(self, prompts):
+        return [[self.tokenizer.bos_id] + self.tokenizer.encode(p) for p in prompts]
+
+    def generate_ids(self, prompt_ids, params: SamplingParams):
+        self.calls.append((prompt_ids, params))
+        out = []
+        for i, ids in enumerate(prompt_ids):
+            text = self.turns[len(self.calls) - 1]
+            cut = min((text.find(s) + len(s) for s in params.stop if s in text), default=len(text))
+            finish = "stop" if cut < len(text) or any(text.endswith(s) for s in params.stop) else "eos"
+            ids = self.tokenizer.encode(text[:cut])[: params.max_new_tokens]
+            finish = "length" if len(ids) < len(self.tokenizer.encode(text[:cut])) else finish
+            out += [Completion(i, ids, self.tokenizer.decode(ids), [-0.5] * len(ids), finish)] * params.n
+        return out
+
+
+@pytest.fixture
+def tool_task():
+    return CountdownTask(CountdownConfig(checks="tool"))
+
+
+def test_observations_are_appended_as_ids_with_mask_zero(tool_task):
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = [p for p in tool_task.problems("test", 50, seed=3) if p.data["nums"] == sorted(p.data["nums"])][0]
+    a, b, c = problem.data["nums"]
+    T = problem.data["target"]
+    trace = tool_task.trace_segments(problem, random.Random(0))
+    answer = [text for text, _ in trace if text.startswith("answer")][0]
+    policy = TurnScript(tokenizer, [f"try {a}: need {T} {a} ?", f" | 5 no\n{answer}"])
+    [ep] = run_episodes(policy, [problem], lambda: countdown_env(tool_task), SamplingParams(n=1, temperature=0.0))
+    observation = " " + need_tool().fn(T, a)
+    turn1, turn2 = (tokenizer.encode(t) for t in (f"try {a}: need {T} {a} ?", f" | 5 no\n{answer}"))
+    assert ep.token_ids == turn1 + tokenizer.encode(observation) + turn2
+    assert ep.mask == [True] * len(turn1) + [False] * len(tokenizer.encode(observation)) + [True] * len(turn2)
+    assert ep.logprobs == [-0.5] * len(turn1) + [0.0] * len(tokenizer.encode(observation)) + [-0.5] * len(turn2)
+    assert ep.text == f"try {a}: need {T} {a} ?{observation} | 5 no\n{answer}"
+    assert (ep.reward, ep.turns, ep.finish) == (1.0, 2, "done")
+    assert policy.calls[1][0][0] == policy.calls[0][0][0] + turn1 + tokenizer.encode(observation)  # ids only grow
+    assert policy.calls[0][1].stop == ("?",)
+
+
+def test_an_observation_that_would_overflow_ends_the_episode(tool_task):
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1)[0]
+    call = f"try 1: need {problem.data['target']} 1 ?"
+    n_call = len(tokenizer.encode(call))
+    limits = EpisodeLimits(max_turns=8, max_tokens=n_call + 3)  # the call fits, its answer does not
+    [ep] = run_episodes(TurnScript(tokenizer, [call] * 8), [problem], lambda: countdown_env(tool_task),
+                        SamplingParams(temperature=0.0), limits)
+    assert (ep.finish, ep.reward, ep.turns, len(ep.token_ids)) == ("budget", 0.0, 1, n_call)
+    assert all(ep.mask)
+
+
+def test_max_turns_and_error_observations(tool_task):
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1)[0]
+    policy = TurnScript(tokenizer, ["try 1: 5 ?"] * 3)  # no tool name: an error comes back, the episode goes on
+    [ep] = run_episodes(policy, [problem], lambda: countdown_env(tool_task), SamplingParams(temperature=0.0),
+                        EpisodeLimits(max_turns=3, max_tokens=10_000))
+    assert (ep.finish, ep.turns, ep.reward) == ("max_turns", 3, 0.0)
+    assert [i["error"] for i in ep.info] == [True, True, True]
+
+
+def test_sft_masks_the_tool_answer(tool_task):
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("train", 1)[0]
+    segments = tool_task.trace_segments(problem, random.Random(1))
+    prompt, completion, trained = trace_example(tokenizer, problem.prompt, segments)
+    answers = [text for text, keep in segments if not keep and text.startswith(" ") and "|" not in text]
+    untrained = [tokenizer.decode([t]) for t, k in zip(completion, trained) if not k]
+    assert answers and "".join(untrained).replace(" ", "") == "".join(answers).replace(" ", "")[: len("".join(
+        untrained).replace(" ", ""))]
+    assert tokenizer.decode(completion).count("?") == len([s for s in segments if s[0].endswith("?")])
+
+
+def test_online_and_expert_iteration_data_mask_the_observations(tool_task):
+    """GRPO/PPO's rollout batch and expert iteration's SFT examples: action mask 0 exactly on the tool's answers."""
+    from searchlearn.learn.expert_iteration import expert_examples
+    from searchlearn.learn.rollout import sample_rollout
+    from searchlearn.learn.sft import collate
+    from searchlearn.reward.verifiers import VerifierReward
+    from searchlearn.types import Ledger, SearchResult, Trajectory
+
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1, seed=4)[0]
+    T = problem.data["target"]
+    policy = TurnScript(tokenizer, [f"try 2: need {T} 2 ?", " | 1 no\nanswer 1+2<eos>"])
+    policy.ledger = Ledger()
+    rollout = sample_rollout(policy, [problem], VerifierReward(tool_task), SamplingParams(n=2, temperature=1.0),
+                             tool_task.environment())
+    observed = tokenizer.encode(" " + need_tool().fn(T, 2))
+    turn1 = tokenizer.encode(f"try 2: need {T} 2 ?")
+    for row, completion in enumerate(rollout.completions):
+        p = len(rollout.prompt_ids[row])
+        actions = rollout.batch.action_mask[row, p - 1 : p - 1 + len(completion.token_ids)].tolist()
+        assert actions == [1.0] * len(turn1) + [0.0] * len(observed) + [1.0] * (len(actions) - len(turn1)
+                                                                                  - len(observed))
+        assert completion.token_ids[len(turn1) : len(turn1) + len(observed)] == observed
+    t = Trajectory(problem.id, problem.prompt, rollout.completions[0].text, token_ids=rollout.completions[0].token_ids,
+                   reward=1.0, correct=True, mask=rollout.completions[0].mask)
+    [example] = expert_examples([SearchResult(problem.id, None, [t], Ledger())], tokenizer, 1)
+    _, targets, loss_mask = collate([example], tokenizer.pad_id)
+    p = len(example[0])
+    assert loss_mask[0, p - 1 : p - 1 + len(example[1])].tolist() == t.mask + [True]
+
+
+def test_grpo_trains_through_the_environment(tool_task):
+    """One GRPO step of a tiny random model with multi-turn rollouts: episodes go in, the loss runs, weights move."""
+    import torch
+
+    from conftest import tiny_model
+    from searchlearn.learn.grpo import GRPOConfig, train_grpo
+    from searchlearn.policy.policy import LocalPolicy
+    from searchlearn.reward.verifiers import VerifierReward
+
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    model = tiny_model(vocab=tokenizer.vocab_size, max_position_embeddings=128)
+    policy = LocalPolicy(model, tokenizer)
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=40, lr=1e-2, log_kl_init=False)
+    out = train_grpo(policy, tool_task.problems("train", 4), cfg, lambda ps, cs: [float(i % 2) for i in range(len(cs))],
+                     environment=tool_task.environment())
+    assert out["steps"] == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_loop_config_refuses_what_cannot_drive_an_environment():
+    from searchlearn.config import ConfigError
+    from searchlearn.loop.config import load_loop_config
+
+    load_loop_config("configs/loop_ei_bon.yaml", ["task.checks=tool"])  # best-of-N + expert iteration: episodes
+    with pytest.raises(ConfigError, match="tree searchers \\(beam\\)"):
+        load_loop_config("configs/loop_ei_beam.yaml", ["task.checks=tool"])
