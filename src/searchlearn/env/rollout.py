@@ -27,7 +27,7 @@ FINISHES = ("done", "max_turns", "budget")
 
 @dataclass(frozen=True)
 class EpisodeLimits:
-    max_turns: int = 16  # model turns per episode
+    max_turns: int = 64  # model turns per episode (a tool call is one turn)
     max_tokens: int = 512  # model + observation tokens after the prompt
 
 
@@ -78,6 +78,16 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
     for e in active:
         episodes[e].finish = "max_turns"
     return episodes
+
+
+def sample_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams
+                    ) -> list[Completion]:
+    """`params.n` episodes per problem as masked Completions (`episode_completion`), problem-major: what sampling,
+    evaluation and the online learners draw from a task with an environment. `params.max_new_tokens` is the
+    episode's token budget (observations included); a turn ends only at the environment's stop strings."""
+    episodes = run_episodes(policy, problems, make_env, replace(params, stop=()),
+                            EpisodeLimits(max_tokens=params.max_new_tokens))
+    return [episode_completion(e) for e in episodes]
 
 
 def episode_completion(ep: Episode) -> Completion:

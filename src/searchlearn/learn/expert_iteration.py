@@ -31,11 +31,8 @@ def expert_examples(results: Sequence[SearchResult], tokenizer, keep_per_problem
     if not kept:
         return []
     prompts = encode_prompts(tokenizer, [t.prompt for t in kept])
-    completions = tokenizer.encode_batch([t.completion for t in kept])
-    out = []
-    for p, c, t in zip(prompts, completions, kept):
-        if t.mask is None:
-            out.append([p, c + [tokenizer.eos_id]])
-        else:  # an episode: its own ids (never re-tokenized), the environment's observations out of the loss
-            out.append([p, list(t.token_ids) + [tokenizer.eos_id], list(t.mask) + [True]])
-    return out
+    texts = iter(tokenizer.encode_batch([t.completion for t in kept if t.mask is None]))
+    eos = tokenizer.eos_id
+    # an episode keeps its own ids (never re-tokenized) and leaves the environment's observations out of the loss
+    return [[p, next(texts) + [eos]] if t.mask is None else [p, list(t.token_ids) + [eos], list(t.mask) + [True]]
+            for p, t in zip(prompts, kept)]

@@ -16,13 +16,10 @@ import torch
 
 from searchlearn.contracts import Environment, OutcomeReward
 from searchlearn.distributed.shard import map_problems
-from searchlearn.env.rollout import EpisodeLimits, episode_completion, run_episodes
+from searchlearn.env.rollout import sample_episodes
 from searchlearn.learn.trainer import TrainConfig
 from searchlearn.policy.model import sequence_logprobs
 from searchlearn.types import Completion, Ledger, Problem, SamplingParams
-
-
-EPISODE_TURNS = 64  # model turns per multi-turn rollout (a tool call is one turn); the token cap is max_new_tokens
 
 
 @dataclass
@@ -198,9 +195,7 @@ def sample_completions(problems: Sequence[Problem], policy, params: SamplingPara
     """params.n completions of each problem, one list per problem, from one batched engine call; with an
     `environment` factory, multi-turn episodes (env/rollout.py, one engine call per turn) as masked completions."""
     if environment is not None:
-        episodes = run_episodes(policy, problems, environment, params,
-                                EpisodeLimits(max_turns=EPISODE_TURNS, max_tokens=params.max_new_tokens))
-        completions = [episode_completion(e) for e in episodes]
+        completions = sample_episodes(policy, problems, environment, params)
         return [completions[i * params.n : (i + 1) * params.n] for i in range(len(problems))]
     completions = policy.generate([p.prompt for p in problems], params)
     return [completions[i * params.n : (i + 1) * params.n] for i in range(len(problems))]

@@ -8,13 +8,14 @@ Wang et al. 2023; the scorer is not called), or the scorer's path scores as weig
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from searchlearn.env.rollout import EpisodeLimits, run_episodes
+from searchlearn.env.rollout import sample_episodes
 from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import SELECT_RULES, SearchConfig, choose
 from searchlearn.types import (
+    Completion,
     Ledger,
     Problem,
     SamplingParams,
@@ -62,12 +63,16 @@ def best_of_n(problems: Sequence[Problem], policy, task, scorer, budget: Budget,
 
 def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, reward=None) -> list[SearchResult]:
     """Draw params.n completions per problem; score them with `reward` (outcome contract) when given. A task with an
-    environment (`task.environment()`, e.g. Countdown with a tool) is sampled as multi-turn episodes."""
+    environment (`task.environment()`, e.g. Countdown with a tool) is sampled as multi-turn episodes, whose
+    trajectories carry the mask of the environment's observations."""
     make_env = task.environment() if hasattr(task, "environment") else None
-    if make_env is not None:
-        return _sample_episodes(problems, policy, task, params, reward, make_env)
-    accounts = Accounts(len(problems), params.n * params.max_new_tokens)  # each problem charged its own tokens
-    completions = accounts.generate(policy, [p.prompt for p in problems], range(len(problems)), params)
+    if make_env is None:
+        accounts = Accounts(len(problems), params.n * params.max_new_tokens)  # each problem charged its own tokens
+        completions = accounts.generate(policy, [p.prompt for p in problems], range(len(problems)), params)
+        ledgers = accounts.ledgers
+    else:
+        completions = sample_episodes(policy, problems, make_env, params)
+        ledgers = _episode_ledgers(policy, problems, completions, params.n)
     problem_of = [problems[c.prompt_index] for c in completions]
     rewards = reward(problem_of, completions) if reward is not None else [None] * len(completions)
     results = []
@@ -75,30 +80,19 @@ def sample(problems: Sequence[Problem], policy, task, params: SamplingParams, re
         trajectories = []
         for c, r in zip(completions[i * params.n : (i + 1) * params.n], rewards[i * params.n : (i + 1) * params.n]):
             steps = [Step(text=s) for s in task.steps(c.text)]
-            trajectories.append(Trajectory(problem.id, problem.prompt, c.text, steps, c.token_ids, c.logprobs, r))
-        results.append(SearchResult(problem.id, None, trajectories, accounts.ledgers[i]))
+            trajectories.append(Trajectory(problem.id, problem.prompt, c.text, steps, c.token_ids, c.logprobs, r,
+                                           mask=c.mask))
+        results.append(SearchResult(problem.id, None, trajectories, ledgers[i]))
     return results
 
 
-EPISODE_TURNS = 64  # model turns per episode when sampling through an environment (a tool call is one turn)
-
-
-def _sample_episodes(problems, policy, task, params: SamplingParams, reward, make_env) -> list[SearchResult]:
-    """`sample` through the task's environment: each trajectory is an episode, its tokens the model's turns and the
-    environment's observations (mask False); each problem is charged its own episodes' model tokens (generated) and
-    prompt + observation tokens (read without being generated)."""
-    episodes = run_episodes(policy, problems, make_env, replace(params, stop=()),
-                            EpisodeLimits(max_turns=EPISODE_TURNS, max_tokens=params.max_new_tokens))
-    texts = [e.text for e in episodes]
-    problem_of = [problems[e.problem_index] for e in episodes]
-    rewards = reward(problem_of, texts) if reward is not None else [e.reward for e in episodes]
-    results = []
-    for i, problem in enumerate(problems):
-        ledger, trajectories = Ledger(), []
-        for e, r in zip(episodes[i * params.n : (i + 1) * params.n], rewards[i * params.n : (i + 1) * params.n]):
-            ledger.charge_policy(e.model_tokens + (e.finish == "done"), len(e.prompt_ids) + len(e.mask) - e.model_tokens,
-                                 policy.n_params)
-            trajectories.append(Trajectory(problem.id, problem.prompt, e.text, [Step(text=s) for s in task.steps(e.text)],
-                                           e.token_ids, e.logprobs, r, mask=e.mask))
-        results.append(SearchResult(problem.id, None, trajectories, ledger))
-    return results
+def _episode_ledgers(policy, problems: Sequence[Problem], completions: Sequence[Completion], n: int) -> list[Ledger]:
+    """Each problem's own episodes: the tokens the model sampled (generated) and the prompt and observation tokens
+    it read without generating them (prefilled)."""
+    prompt_tokens = [len(ids) for ids in policy.encode_prompts([p.prompt for p in problems])]
+    ledgers = [Ledger() for _ in problems]
+    for c in completions:
+        sampled = sum(c.mask)
+        ledgers[c.prompt_index].charge_policy(sampled + (c.finish_reason == "eos"),
+                                              prompt_tokens[c.prompt_index] + len(c.mask) - sampled, policy.n_params)
+    return ledgers
