@@ -14,6 +14,10 @@ from searchlearn.learn.advantages import (
     reinforce_pp_token_advantages,
     rloo_advantages,
     terminal_token_rewards,
+    tree_values,
+    treerl_advantages,
+    treerpo_advantages,
+    vineppo_advantages,
     whiten,
 )
 
@@ -111,3 +115,45 @@ def test_w_reinforce_weights_solved_samples_by_lambda_and_failed_ones_by_minus_o
     expected = torch.tensor([[0.1, -1.0, 0.1], [-1.0, -1.0, -1.0]])
     torch.testing.assert_close(w_reinforce_advantages(r, positive_weight=0.1), expected)
     assert w_reinforce_advantages(torch.tensor([0.5]), positive_weight=0.2).item() == pytest.approx(0.1 - 0.5)
+
+
+# A hand-built tree: root 0 -> {1, 2}; 1 -> {3, 4}; 2 -> {5}; leaves 3, 4, 5 with rewards 1, 0, 1.
+TREE = [-1, 0, 0, 1, 1, 2]
+LEAF_REWARDS = [None, None, None, 1.0, 0.0, 1.0]
+
+
+def test_tree_values_are_leaf_means_and_counts():
+    values, leaves = tree_values(TREE, LEAF_REWARDS)
+    assert values.tolist() == pytest.approx([2 / 3, 0.5, 1.0, 1.0, 0.0, 1.0])
+    assert leaves.tolist() == [3, 2, 1, 1, 1, 1]
+
+
+def test_treerl_advantages_global_plus_local_over_sqrt_leaves():
+    a = treerl_advantages(TREE, LEAF_REWARDS)
+    v0 = 2 / 3  # V(root)
+    expected = [0.0,
+                ((0.5 - v0) + (0.5 - v0)) / 2**0.5,  # node 1: two leaves below
+                (1 - v0) + (1 - v0),  # node 2
+                (1 - v0) + (1 - 0.5),  # node 3 under node 1
+                (0 - v0) + (0 - 0.5),  # node 4
+                (1 - v0) + (1 - 1)]  # node 5: an only child adds no local advantage
+    assert a.tolist() == pytest.approx(expected)
+
+
+def test_treerpo_normalizes_within_sibling_groups_only():
+    a = treerpo_advantages(TREE, LEAF_REWARDS, eps=0.0)
+    std12 = torch.tensor([0.5, 1.0]).std().item()  # siblings 1, 2 (values 0.5, 1)
+    std34 = torch.tensor([1.0, 0.0]).std().item()
+    assert a.tolist() == pytest.approx([0.0, -0.25 / std12, 0.25 / std12, 0.5 / std34, -0.5 / std34, 0.0])
+
+
+def test_vineppo_advantages_are_one_step_value_differences():
+    # values before each of 3 steps 0.5, 0.25, 1.0; outcome 1: δ = 0.25-0.5, 1-0.25, 1+0-1
+    assert vineppo_advantages(1.0, [0.5, 0.25, 1.0]) == pytest.approx([-0.25, 0.75, 0.0])
+
+
+@pytest.mark.parametrize("parents,rewards", [([0, 0], [None, 1.0]), ([-1, 1], [None, 1.0]),
+                                             ([-1, 0], [None, None]), ([-1], [])])
+def test_bad_trees_are_refused(parents, rewards):
+    with pytest.raises(ValueError):
+        tree_values(parents, rewards)

@@ -29,14 +29,14 @@ def test_unknown_learner_lists_the_valid_ones():
         PhaseConfig(learner="grpoo")
     message = str(e.value)
     assert "'grpoo'" in message and "valid learners" in message
-    for name in ("expert_iteration", "dpo", "step_dpo", "grpo", "dr_grpo", "dapo", "rloo", "ppo"):
+    for name in ("expert_iteration", "dpo", "step_dpo", "grpo", "dr_grpo", "dapo", "rloo", "ppo", "tree_grpo", "vineppo"):
         assert name in message
 
 
 def test_unknown_searcher_and_reward_list_the_valid_ones():
     with pytest.raises(ConfigError, match="valid searchers: beam, bon, dvts, mcts, revision"):
         SearcherConfig(name="astar")
-    with pytest.raises(ConfigError, match="valid scorers: confidence, gold, learned, selfeval, verifier"):
+    with pytest.raises(ConfigError, match="valid scorers: confidence, gold, learned, mc, selfeval, verifier"):
         PhaseConfig(reward="orm")
 
 
@@ -97,7 +97,7 @@ def test_shipped_loop_configs_load(path):
 
 def test_registries_are_complete():
     assert {"bon", "beam", "mcts", "revision"} <= set(SEARCHERS)
-    assert set(SCORERS) == {"verifier", "gold", "confidence", "selfeval", "learned"}
+    assert set(SCORERS) == {"verifier", "gold", "confidence", "selfeval", "learned", "mc"}
     for name, spec in LEARNERS.items():
         assert spec.kind in ("search", "online"), name
         assert (spec.prepare is not None) == (spec.kind == "search"), name

@@ -97,3 +97,18 @@ def test_consensus_keeps_steps_where_mc_and_the_judge_agree():
     assert make_examples(tok, [kept], "orm")[0].targets == [0.0]
     with pytest.raises(ValueError, match="2 judge scores for 3 steps"):
         consensus([r], [[0.9, 0.7]])
+
+
+def test_monte_carlo_scorer_values_each_step_by_its_rollouts_and_reseeds_by_content():
+    from searchlearn.config import ConfigError
+    from searchlearn.reward.montecarlo import MonteCarloScorer
+    from searchlearn.reward.scorers import make_scorer
+
+    policy = scripted()
+    scorer = make_scorer("mc:4", TASK, policy)
+    assert isinstance(scorer, MonteCarloScorer) and scorer.rollouts == 4
+    assert scorer([P], [S1 + S2 + S3]) == [[0.75, 0.25, 1.0]]
+    assert scorer.ledger.reward_tokens == 0  # rollouts are the policy's tokens, not a reward model's
+    assert scorer.with_policy("other").policy == "other" and scorer.with_policy("other").rollouts == 4
+    with pytest.raises(ConfigError, match="mc:K"):
+        make_scorer("mc:x", TASK, policy)

@@ -180,3 +180,64 @@ def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int, factor
     ramp = (start - lengths) / buffer  # (B,) 0 at the start of the buffer, −1 at L_max
     penalty = torch.where(lengths <= start, torch.zeros_like(lengths), ramp)
     return factor * torch.where(lengths > max_length, torch.full_like(lengths, -1.0), penalty)
+
+
+# -- trees of samples: node values and segment advantages -------------------------------------------------------------
+# A tree of samples is given by `parents`: node 0 is the root (the prompt, parent −1), every other node a segment of
+# tokens whose parent comes before it (parents[i] < i); a leaf (a node without children) ends a completion and carries
+# its outcome reward, `rewards[i]` (None for inner nodes).
+
+
+def tree_values(parents: Sequence[int], rewards: Sequence[float | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """V(n) = the mean outcome of the leaves under n, and L(n) = their number (TreeRL, Hou et al. 2025, arXiv
+    2506.11902, §3.2: a node's value is estimated by the leaves it leads to). (n,) each, float and long."""
+    n = len(parents)
+    if n != len(rewards) or n == 0 or parents[0] != -1 or any(not 0 <= p < i for i, p in enumerate(parents) if i):
+        raise ValueError("a tree needs parents[0] = -1, parents[i] in [0, i) and one reward slot per node")
+    children = [0] * n
+    for p in parents[1:]:
+        children[p] += 1
+    total, leaves = [0.0] * n, [0] * n
+    for i in reversed(range(n)):  # children come after their parents: one backward sweep sums every subtree
+        if children[i] == 0:
+            if rewards[i] is None:
+                raise ValueError(f"leaf {i} has no reward")
+            total[i], leaves[i] = total[i] + float(rewards[i]), leaves[i] + 1
+        if i:
+            total[parents[i]] += total[i]
+            leaves[parents[i]] += leaves[i]
+    count = torch.tensor(leaves)
+    return torch.tensor(total) / count, count
+
+
+def treerl_advantages(parents: Sequence[int], rewards: Sequence[float | None]) -> torch.Tensor:
+    """TreeRL's segment advantages (Hou et al. 2025, arXiv 2506.11902, Eq. 4–5): the global advantage V(n) − V(root)
+    plus the local one V(n) − V(parent(n)), scaled by 1/√L(n) (L(n): the leaves under n, whose shared segment would
+    otherwise be trained L(n) times as hard). The root (the prompt) gets 0. (n,)."""
+    values, leaves = tree_values(parents, rewards)
+    parent = torch.tensor([max(p, 0) for p in parents])
+    advantages = (2 * values - values[0] - values[parent]) / leaves.float().sqrt()
+    advantages[0] = 0.0
+    return advantages
+
+
+def treerpo_advantages(parents: Sequence[int], rewards: Sequence[float | None], eps: float = 1e-4) -> torch.Tensor:
+    """TreeRPO (Yang et al. 2025, arXiv 2506.05183, §3): GRPO within each group of siblings, Â(n) = (V(n) − mean_s V)
+    / (std_s V + ε) over the children s of n's parent (unbiased std, as `grpo_advantages`); an only child and the root
+    get 0. (n,)."""
+    values, _ = tree_values(parents, rewards)
+    advantages = torch.zeros(len(parents))
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(parents[1:], start=1):
+        groups.setdefault(p, []).append(i)
+    for members in groups.values():
+        if len(members) > 1:
+            advantages[members] = grpo_advantages(values[members][None], eps)[0]
+    return advantages
+
+
+def vineppo_advantages(reward: float, values: Sequence[float]) -> list[float]:
+    """VinePPO (Kazemnejad et al. 2024, arXiv 2410.01679, Eq. 5): Â_k = r_k + V̂(s_{k+1}) − V̂(s_k) with the values
+    V̂(s_k) of the states before each of a chain's T steps estimated by Monte-Carlo rollouts from them, the outcome R as
+    the last step's reward and V̂ = 0 after it: `step_gae` with λ = 0. Returns T advantages."""
+    return step_gae(reward, values, lam=0.0)

@@ -13,7 +13,7 @@ exactly what an uninterrupted run would have done.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -61,6 +61,7 @@ from searchlearn.learn.rollout import (
     sorted_token_logprobs,
 )
 from searchlearn.learn.trainer import Trainer
+from searchlearn.learn.tree_rollout import TREE_ADVANTAGES, TreeShape, tree_advantages
 from searchlearn.types import Problem
 
 
@@ -77,6 +78,14 @@ class GRPOConfig(RolloutConfig):
     log_kl_init: bool = True  # keep a frozen copy of the starting policy and log KL(π_θ ‖ π_start) (`learn/kl_ref`)
     pool_refresh: int = 0  # edge-of-competence pool: draw only problems whose last group was neither all right nor
     #                        all wrong (unseen ones too); such a verdict expires after this many steps (0 = off)
+    # tree_grpo (tree_rollout.py): group_size root chains per problem, then tree_levels rounds of branching from
+    # tree_points points per root's subtree, tree_children continuations each; advantages from the tree of samples
+    tree_levels: int = 1  # L (0: the tree the chains' shared prefixes make)
+    tree_points: int = 2  # N branch points per root chain's subtree and level
+    tree_children: int = 2  # T continuations per branch point
+    branch_at: str = "step"  # step (after a step delimiter) | surprisal (the tokens with the highest −log π)
+    tree_advantage: str = "treerl"  # treerl (global + local, over √leaves) | treerpo (GRPO among siblings)
+    vine_rollouts: int = 4  # vineppo: Monte-Carlo rollouts per step prefix for V̂(s_k) (reward/montecarlo.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,14 +97,25 @@ class GRPOConfig(RolloutConfig):
             raise ValueError("shaping_lam must be in [0, 1]")
         if self.target_kl < 0 or self.pool_refresh < 0:
             raise ValueError("target_kl and pool_refresh must be >= 0")
+        if self.vine_rollouts < 1:
+            raise ValueError("vine_rollouts must be >= 1")
+        if self.tree_advantage not in TREE_ADVANTAGES:
+            raise ValueError(f"tree_advantage must be one of {', '.join(TREE_ADVANTAGES)}, got {self.tree_advantage!r}")
+        self.tree_shape()  # checks the tree's settings
+
+    def tree_shape(self) -> TreeShape:
+        """The tree rollouts of tree_grpo: group_size root chains per problem."""
+        return TreeShape(self.group_size, self.tree_levels, self.tree_points, self.tree_children, self.branch_at)
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """An advantage function and a loss function that belong together."""
+    """An advantage function and a loss function that belong together; a tree recipe samples trees and takes its
+    advantages from them (`tree_fn(parents, rewards)`, advantages.py) instead of from `advantage_fn`."""
 
     advantage_fn: Callable[[torch.Tensor], torch.Tensor]  # (N, G) rewards -> (N, G) advantages
     loss_fn: Callable  # the losses.py GRPO-family signature
+    tree_fn: Callable | None = None  # tree_grpo: (parents, rewards per segment) -> (S,) segment advantages
 
 
 def recipe(name: str, cfg: GRPOConfig) -> Recipe:
@@ -112,6 +132,9 @@ def recipe(name: str, cfg: GRPOConfig) -> Recipe:
         "reinforce_pp_baseline": lambda: Recipe(reinforce_pp_baseline_advantages, reinforce_pp_loss),
         "w_reinforce": lambda: Recipe(partial(w_reinforce_advantages, positive_weight=cfg.positive_weight),
                                       partial(dr_grpo_loss, max_tokens=cfg.max_new_tokens + 1)),
+        # a tree's rows train disjoint token sets of unequal size: every token weighs the same (a constant divisor)
+        "tree_grpo": lambda: Recipe(grpo_advantages, partial(dr_grpo_loss, max_tokens=cfg.max_new_tokens + 1),
+                                    TREE_ADVANTAGES[cfg.tree_advantage]),
     }
     if name not in table:
         raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(table)}")
@@ -119,7 +142,8 @@ def recipe(name: str, cfg: GRPOConfig) -> Recipe:
 
 
 def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg: GRPOConfig, reward: OutcomeReward,
-            pool: EdgePool | None = None, environment: Callable | None = None) -> tuple[Rollout, dict]:
+            pool: EdgePool | None = None, environment: Callable | None = None, tree: bool = False
+            ) -> tuple[Rollout, dict]:
     """Step `step`'s rollout: N problems × G samples, shaped rewards, and (DAPO) only informative groups.
 
     With dynamic sampling, groups whose rewards are all equal are dropped and further batches of fresh problems are
@@ -136,7 +160,8 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
         else:
             index = problem_indices(len(problems), step, cfg.prompts_per_step, cfg.seed if draw == 0 else params.seed)
         index = index[my_rows(len(index))]  # data parallel: this rank's problems (all of them in one process)
-        part = sample_rollout(policy, [problems[i] for i in index], reward, params, environment)
+        part = sample_rollout(policy, [problems[i] for i in index], reward, params, environment,
+                              cfg.tree_shape() if tree else None)
         if pool is not None:
             pool.observe(index, (part.scores >= 1).float().mean(-1).tolist(), step)
         scores.append(part.scores.flatten())
@@ -157,7 +182,7 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
     stats = {"learn/reward": rewards_.mean().item() if len(rewards_) else float("nan"),
              "learn/solved": (scores_ >= 1).float().mean().item(), "learn/score": scores_.mean().item(),
              "learn/completion_tokens": lengths_.mean().item(), "learn/groups": len(rewards_),
-             "learn/groups_drawn": len(scores_) // cfg.group_size, "learn/unscored": all_sum(rollout.unscored),
+             "learn/groups_drawn": len(scores_) // rollout.group_size, "learn/unscored": all_sum(rollout.unscored),
              "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
              "count/samples": len(scores_), "count/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
     task = getattr(reward, "task", None)
@@ -255,23 +280,28 @@ def train_grpo(
     name: str = "grpo",
     shaping: PotentialShaping | None = None,
     environment: Callable | None = None,
+    tree_fn: Callable | None = None,
 ) -> dict:
     """Train `policy.model` in place for cfg.steps RL steps on `problems`; resume from `ckpt_dir` if one is there.
 
     policy: its sampler must generate from the model being trained. reward: outcome contract, e.g.
     `VerifierReward(task)`. shaping: dense per-step credit from a process scorer's values (`dense_rewards.py`;
     None = the outcome reward alone). environment: a factory of multi-turn environments (contracts.Environment; e.g.
-    a task with tools): rollouts are episodes and their observation tokens are masked out of the loss. reference: the frozen π_ref for β > 0 (default: a copy of the policy at step 0,
-    saved in the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
+    a task with tools): rollouts are episodes and their observation tokens are masked out of the loss. tree_fn: a
+    tree advantage (`treerl_advantages`, `treerpo_advantages`): rollouts are trees (cfg.tree_shape(),
+    tree_rollout.py), each token takes its segment's advantage and each segment is trained once. reference: the
+    frozen π_ref for β > 0 (default: a copy of the policy at step 0, saved in the checkpoint). `stop_after` ends the call after that many steps (a stand-in for a kill, used by tests).
     With a worker pool of N > 1 active (`--workers N`), the run is data-parallel on N ranks, each sampling and
     training on its share of every step's problems (`train_grpo_parallel`).
     Returns {"steps", "seconds", "last": the last logged record}.
     """
     if (world := learner_ranks()) > 1:
         return train_grpo_parallel(world, policy, problems, cfg, reward, advantage_fn, loss_fn, reference,
-                                   ckpt_dir, log, stop_after, name, shaping, environment)
+                                   ckpt_dir, log, stop_after, name, shaping, environment, tree_fn)
     if not problems:
         raise ValueError(f"{name}: no training problems")
+    if tree_fn is not None and (environment is not None or shaping is not None):
+        raise ValueError(f"{name}: tree rollouts take no environment (multi-turn) and no shaping yet")
     model = policy.model
     trainer = Trainer(model, cfg, name, ckpt_dir, policy.tokenizer, log, stop_after)
     meta = trainer.resume() or {}
@@ -283,19 +313,26 @@ def train_grpo(
 
     def step_fn(step: int) -> dict:
         t_rollout = time.time()
-        rollout, record = collect(policy, problems, step, cfg, reward, pool, environment)
+        rollout, record = collect(policy, problems, step, cfg, reward, pool, environment, tree_fn is not None)
         if pool is not None:
             trainer.meta["pool"] = pool.state()  # checkpointed with the step: a resumed run draws the same problems
             record["learn/pool_edge"] = len(pool.eligible(step + 1)) / len(problems)
         t_update = time.time()
         rewards = gather(rollout.rewards)  # (N, G) every rank's groups, in problem order
         first = int(gather(torch.tensor([len(rollout.problems)]))[: rank_world()[0]].sum())  # this rank's first
-        advantages_all = advantage_fn(rewards) if len(rewards) else torch.zeros(0, cfg.group_size)  # (N, G)
+        advantages_all = advantage_fn(rewards) if len(rewards) else torch.zeros(0, rollout.group_size)  # (N, G)
         advantages = advantages_all[first : first + len(rollout.problems)]  # (n, G) this rank's groups
-        if shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from step values
-            spent = reward_tokens(shaping.scorer)
+        if tree_fn is not None:  # per-token advantages (B, T−1) from each problem's tree; segments trained once
+            advantages = tree_advantages(rollout, tree_fn)
+        elif shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from step values
+            spent, before = reward_tokens(shaping.scorer), policy.ledger.copy()
             advantages = shaping.token_advantages(rollout, advantages)
             record["ledger/reward_tokens"] = all_sum(reward_tokens(shaping.scorer) - spent)
+            rolled = all_sum(policy.ledger.since(before).generated_tokens)  # a scorer's own rollouts (MC values)
+            if rolled:
+                record["ledger/value_rollout_tokens"] = rolled
+                record["count/generated_tokens"] += rolled
+                record["ledger/generated_tokens"] += rolled
         else:
             advantages = advantages.flatten()  # (B,)
         if all_sum(float(advantages.abs().sum())) > 0 or (cfg.beta > 0 and len(rewards)):
@@ -315,7 +352,7 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
                         reference: torch.nn.Module | None = None, ckpt_dir: str | Path | None = None,
                         log: Callable[[dict], None] = lambda record: None, stop_after: int | None = None,
                         name: str = "grpo", shaping: PotentialShaping | None = None,
-                        environment: Callable | None = None) -> dict:
+                        environment: Callable | None = None, tree_fn: Callable | None = None) -> dict:
     """`train_grpo` on `world` data-parallel ranks placed by Ray (distributed/launch.py). Each rank holds a replica
     that samples its share of each step's problems (colocated rollouts: the ranks' weights stay identical, so nothing
     is synced) and trains on its rows of every minibatch, gradients summed; advantages come from every rank's rewards.
@@ -329,15 +366,18 @@ def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[
     progress.say(f"{name}: {cfg.steps} steps data-parallel on {world} ranks")
     return adopt(policy.model, data_parallel(_grpo_rank, world, policy.model, policy.tokenizer, options,
                                              list(problems), cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-                                             stop_after, name, shaping, environment), log)
+                                             stop_after, name, shaping, environment, tree_fn), log)
 
 
 def _grpo_rank(model, tokenizer, options, problems, cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir,
-               stop_after, name, shaping, environment):
+               stop_after, name, shaping, environment, tree_fn):
     """One rank of `train_grpo_parallel`: (result, its records, rank 0's weights as arrays)."""
     from searchlearn.policy.policy import LocalPolicy
 
     records: list[dict] = []
-    out = train_grpo(LocalPolicy(model, tokenizer, **options), problems, cfg, reward, advantage_fn, loss_fn, reference,
-                     ckpt_dir, records.append, stop_after, name, shaping, environment)
+    policy = LocalPolicy(model, tokenizer, **options)
+    if shaping is not None and hasattr(shaping.scorer, "with_policy"):  # a scorer that samples uses this replica
+        shaping = replace(shaping, scorer=shaping.scorer.with_policy(policy))
+    out = train_grpo(policy, problems, cfg, reward, advantage_fn, loss_fn, reference, ckpt_dir, records.append,
+                     stop_after, name, shaping, environment, tree_fn)
     return out, records, to_arrays(model) if rank_world()[0] == 0 else None

@@ -18,6 +18,7 @@ from searchlearn.contracts import Environment, OutcomeReward
 from searchlearn.distributed.shard import map_problems
 from searchlearn.env.rollout import sample_episodes
 from searchlearn.learn.trainer import TrainConfig
+from searchlearn.learn.tree_rollout import TreeShape, sample_trees
 from searchlearn.policy.model import sequence_logprobs
 from searchlearn.types import Completion, Ledger, Problem, SamplingParams
 
@@ -202,17 +203,24 @@ def sample_completions(problems: Sequence[Problem], policy, params: SamplingPara
 
 
 def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, params: SamplingParams,
-                   environment: Callable[[], Environment] | None = None) -> Rollout:
+                   environment: Callable[[], Environment] | None = None, tree: TreeShape | None = None) -> Rollout:
     """params.n completions of each problem in one batched engine call (one per worker with a pool active,
-    distributed/shard.py), scored by the outcome reward; through `environment` when given (multi-turn)."""
+    distributed/shard.py), scored by the outcome reward; through `environment` when given (multi-turn); with a `tree`
+    shape, tree.leaves completions per problem, params.n = tree.roots of them chains and the rest branches
+    (tree_rollout.py)."""
     before = policy.ledger.copy()
-    completions = [c for group in map_problems(sample_completions, problems, policy, params, environment)
-                   for c in group]
+    if tree is not None:
+        if environment is not None:
+            raise ValueError("tree rollouts do not drive a multi-turn environment yet")
+        groups, G = map_problems(sample_trees, problems, policy, params, tree), tree.leaves
+    else:
+        groups, G = map_problems(sample_completions, problems, policy, params, environment), params.n
+    completions = [c for group in groups for c in group]
     for row, c in enumerate(completions):
-        c.prompt_index = row // params.n  # a worker numbers its own shard's prompts
+        c.prompt_index = row // G  # a worker numbers its own shard's prompts
     spent = policy.ledger.since(before)
     scored = reward([problems[c.prompt_index] for c in completions], completions)
-    scores = torch.tensor([0.0 if s is None else float(s) for s in scored]).view(len(problems), params.n)  # (N, G)
+    scores = torch.tensor([0.0 if s is None else float(s) for s in scored]).view(len(problems), G)  # (N, G)
     prompt_ids = policy.encode_prompts([p.prompt for p in problems])
     eos = policy.tokenizer.eos_id
     return Rollout(list(problems), completions, [prompt_ids[c.prompt_index] for c in completions],

@@ -157,6 +157,10 @@ class LoopConfig:
                 raise ConfigError(f"task.checks=tool samples episodes through an environment, which the tree "
                                   f"searchers ({', '.join(sorted(set(tree)))}) do not drive yet: use searcher bon "
                                   "or an online learner")
+            trees = sorted({p.learner for p in self.phases if p.rounds and p.learner == "tree_grpo"})
+            if trees:
+                raise ConfigError("task.checks=tool: tree_grpo's tree rollouts do not drive an environment yet: use "
+                                  "an online learner on chains (grpo, ...) or expert iteration")
             pairs = sorted({p.learner for p in self.phases if p.rounds and LEARNERS[p.learner].section == "dpo"})
             if pairs:
                 raise ConfigError(f"task.checks=tool: the preference learners ({', '.join(pairs)}) do not mask an "

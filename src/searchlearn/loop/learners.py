@@ -31,6 +31,7 @@ from searchlearn.learn.losses import dpo_loss, ipo_loss
 from searchlearn.learn.ppo import train_ppo
 from searchlearn.learn.sft import trace_example, train_sft
 from searchlearn.registry import Registry
+from searchlearn.reward.montecarlo import MonteCarloScorer
 from searchlearn.reward.scorers import make_scorer
 from searchlearn.reward.verifiers import OUTCOMES
 from searchlearn.types import Problem, SearchResult
@@ -122,7 +123,22 @@ def train_group_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str, var
     """A GRPO-family run on the round's problem pool."""
     pair = recipe(variant, cfg)
     return train_grpo(policy, problems, cfg, rewards.outcome, pair.advantage_fn, pair.loss_fn, ckpt_dir=ckpt_dir,
-                      log=log, name=name, shaping=rewards.shaping(policy, cfg), environment=rewards.environment())
+                      log=log, name=name, shaping=rewards.shaping(policy, cfg), environment=rewards.environment(),
+                      tree_fn=pair.tree_fn)
+
+
+def train_vineppo(policy, problems, cfg, rewards, ckpt_dir, log, name: str) -> dict:
+    """VinePPO (Kazemnejad et al. 2024, arXiv 2410.01679): no critic; each step's tokens take the change of
+    Monte-Carlo value the step made, Â_k = V̂(s_{k+1}) − V̂(s_k) (+ R on the last step), V̂ from `vine_rollouts`
+    rollouts after every step (reward/montecarlo.py) and the group's mean outcome for the prompt. That is Dr. GRPO with
+    the MC values as potential, α = 1, λ = 0 (learn/dense_rewards.py); the rollouts are counted as generated tokens."""
+    if rewards.environment() is not None:
+        raise ConfigError("vineppo's Monte-Carlo rollouts do not drive a multi-turn environment yet")
+    scorer = MonteCarloScorer(policy, rewards.task, cfg.vine_rollouts, cfg.max_new_tokens, cfg.temperature)
+    shaping = PotentialShaping(scorer, rewards.task, policy.tokenizer.decode, coef=1.0, lam=0.0)
+    pair = recipe("dr_grpo", cfg)
+    return train_grpo(policy, problems, cfg, rewards.outcome, pair.advantage_fn, pair.loss_fn, ckpt_dir=ckpt_dir,
+                      log=log, name=name, shaping=shaping)
 
 
 def train_ppo_rl(policy, problems, cfg, rewards, ckpt_dir, log, name: str) -> dict:
@@ -157,6 +173,8 @@ LEARNERS: Registry[LearnerSpec] = Registry("learner", {
     "dpo": LearnerSpec("search", "dpo", train_pairs, solution_pair_data),
     "ipo": LearnerSpec("search", "dpo", partial(train_pairs, loss_fn=ipo_loss), solution_pair_data),
     "step_dpo": LearnerSpec("search", "dpo", train_pairs, step_pair_data, needs_tree=True),
-    **{variant: _online(variant) for variant in ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce")},
+    **{variant: _online(variant) for variant in ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce",
+                                                         "tree_grpo")},
+    "vineppo": LearnerSpec("online", "grpo", train_vineppo),
     "ppo": LearnerSpec("online", "ppo", train_ppo_rl),
 })

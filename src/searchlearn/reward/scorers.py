@@ -12,6 +12,7 @@ from searchlearn.config import ConfigError
 from searchlearn.contracts import ProcessReward
 from searchlearn.registry import Registry
 from searchlearn.reward.learned import LearnedScorer
+from searchlearn.reward.montecarlo import MonteCarloScorer
 from searchlearn.reward.process import ConfidenceScorer, GoldScorer, OutcomeAtTerminal
 from searchlearn.reward.selfeval import SelfEvalScorer
 from searchlearn.reward.verifiers import VerifierReward
@@ -54,12 +55,19 @@ def _learned(task, policy, arg):
     return LearnedScorer.load(arg, task, device=getattr(policy, "device", "cpu"))
 
 
+def _mc(task, policy, arg):
+    if arg is not None and not (arg.isdigit() and int(arg) >= 1):
+        raise ConfigError(f"scorer 'mc' takes the rollouts per step, a positive integer: mc:K, got mc:{arg}")
+    return MonteCarloScorer(policy, task, int(arg or 4))
+
+
 SCORERS: Registry[ScorerBuilder] = Registry("scorer", {
     "confidence": _confidence,  # exp(mean token logprob) of each step: the policy's own confidence
     "selfeval": _selfeval,  # the policy's own verdict on each step (reward/selfeval.py)
     "gold": _gold,  # Countdown's exact process labels: an oracle PRM
     "verifier": _verifier,  # confidence + the verifier at finished steps (training-time search)
     "learned": _learned,  # a reward model from `searchlearn reward train --out DIR`: learned:DIR
+    "mc": _mc,  # Monte-Carlo values: the share of K policy rollouts from each step that succeed (mc:K, default 4)
 })
 
 

@@ -1,0 +1,131 @@
+"""Tree rollouts: M chains per problem, then L levels of branching from points on them, merged into a tree of samples.
+
+TreeRL's EPTree (Hou et al. 2025, arXiv 2506.11902, §3.1): sample M chains; then, L times, pick N points on the tree's
+completions and sample T continuations from each, to the end. Branch points are step boundaries (the task's
+delimiter, "\\n": a continuation restarts a step) or the most surprising tokens of the tree so far (−log π of the
+sampled token, a one-sample estimate of the entropy TreeRL ranks by), where a continuation re-decides that token.
+Each problem ends with G = M·(1 + L·N·T) completions, prompt-major as a chain rollout's, so everything downstream of
+sampling (rewards, dynamic sampling, the batch) is unchanged; `prefix_tree` then merges them (learn/tree.py) and
+`tree_advantages` spreads each segment's advantage over its tokens, each segment trained once.
+
+Every continuation is one row of one batched engine call per level; its prompt is the problem's prompt plus the
+prefix, so the prefill of prefixes is counted in the ledger like any other (the engine prefills equal prompts once).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from searchlearn.learn.advantages import treerl_advantages, treerpo_advantages
+from searchlearn.learn.tree import prefix_tree
+from searchlearn.types import Completion, Problem, SamplingParams
+
+BRANCH_AT = ("step", "surprisal")
+TREE_ADVANTAGES = {"treerl": treerl_advantages, "treerpo": treerpo_advantages}  # (parents, rewards) -> (S,)
+
+
+@dataclass(frozen=True)
+class TreeShape:
+    roots: int  # M chains per problem
+    levels: int  # L rounds of branching
+    points: int  # N branch points per root chain's subtree per level
+    children: int  # T continuations per branch point
+    branch_at: str = "step"  # step | surprisal
+    delimiter: str = "\n"  # the step delimiter of "step" branching
+
+    def __post_init__(self) -> None:
+        if min(self.roots, self.points, self.children) < 1 or self.levels < 0:
+            raise ValueError("tree: roots, points, children >= 1 and levels >= 0")
+        if self.branch_at not in BRANCH_AT:
+            raise ValueError(f"branch_at must be one of {BRANCH_AT}, got {self.branch_at!r}")
+
+    @property
+    def leaves(self) -> int:
+        """G: completions per problem."""
+        return self.roots * (1 + self.levels * self.points * self.children)
+
+
+def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, token_text: Callable[[int], str],
+                  rng: random.Random) -> list[tuple[int, int]]:
+    """k (completion, position) pairs to branch from: the continuation replaces token `position` onwards. Distinct
+    prefixes first (drawn at random among step boundaries, or the k most surprising tokens); with fewer than k, they
+    repeat; with none (no boundary yet), position 0: a fresh chain."""
+    seen: dict[tuple[int, ...], tuple[int, int]] = {}
+    if shape.branch_at == "step":
+        for i, c in enumerate(completions):
+            for p in range(1, len(c.token_ids)):
+                if token_text(c.token_ids[p - 1]).endswith(shape.delimiter):
+                    seen.setdefault(tuple(c.token_ids[:p]), (i, p))
+        options = list(seen.values())
+        rng.shuffle(options)
+    else:
+        ranked = sorted(((-lp, i, p) for i, c in enumerate(completions) for p, lp in enumerate(c.logprobs)),
+                        key=lambda x: -x[0])
+        for _, i, p in ranked:
+            seen.setdefault(tuple(completions[i].token_ids[:p]), (i, p))
+        options = list(seen.values())
+    if not options:
+        return [(0, 0)] * k
+    return [options[j % len(options)] for j in range(k)]
+
+
+def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, shape: TreeShape) -> list[list[Completion]]:
+    """shape.leaves completions of each problem (a list per problem; root m's subtree is m's chain followed by its
+    branches, subtrees in root order), by one engine call for the chains and one per level."""
+    prompt_ids = policy.encode_prompts([p.prompt for p in problems])
+    chains = policy.generate_ids(prompt_ids, replace(params, n=shape.roots))
+    trees = [[[chains[i * shape.roots + m]] for m in range(shape.roots)] for i in range(len(problems))]  # [i][m]
+    text = _token_text(policy.tokenizer)
+    for level in range(shape.levels):
+        prefixes, where = [], []
+        for i, roots in enumerate(trees):
+            for m, subtree in enumerate(roots):
+                rng = random.Random(f"{params.seed}-{problems[i].id}-{m}-{level}")  # by content: any shard
+                for c, p in branch_points(subtree, shape.points, shape, text, rng):
+                    prefixes.append(subtree[c].token_ids[:p])
+                    where.append((i, m, subtree[c], p))
+        out = policy.generate_ids([prompt_ids[i] + prefix for (i, *_), prefix in zip(where, prefixes)],
+                                  replace(params, n=shape.children, seed=params.seed * 7919 + level + 1))
+        for j, (i, m, parent, p) in enumerate(where):
+            for cont in out[j * shape.children : (j + 1) * shape.children]:
+                trees[i][m].append(Completion(i, parent.token_ids[:p] + cont.token_ids, "",
+                                              parent.logprobs[:p] + cont.logprobs, cont.finish_reason))
+    out = []
+    for i, roots in enumerate(trees):
+        out.append([replace(c, prompt_index=i, text=policy.tokenizer.decode(c.token_ids)) for sub in roots for c in sub])
+    return out
+
+
+def tree_advantages(rollout, tree_fn: Callable) -> torch.Tensor:
+    """(B, T−1) per-token advantages for a `learn.rollout.Rollout` of trees, in its batch's shifted frame (column
+    len(prompt) − 1 + t scores action token t): each problem's completions merged into a tree (`prefix_tree`), each
+    token given its segment's advantage `tree_fn(parents, rewards)` (e.g. `treerl_advantages`). The rollout's action
+    masks are narrowed to the tokens each row trains: a segment once, in the row that owns it."""
+    G = rollout.group_size
+    trees = [prefix_tree(rollout.action_ids[n * G : (n + 1) * G]) for n in range(len(rollout.problems))]
+    rollout.action_masks = [tree.trained(g) for tree in trees for g in range(G)]
+    rollout._batch = None  # rebuilt with the narrowed masks
+    mask = rollout.batch.action_mask
+    advantages = torch.zeros(mask.shape)
+    for n, tree in enumerate(trees):
+        segment_advantages = tree_fn(tree.parents, tree.rewards(rollout.rewards[n].tolist()))  # (S,)
+        for g, nodes in enumerate(tree.node_of):
+            r = n * G + g
+            first = len(rollout.prompt_ids[r]) - 1
+            advantages[r, first : first + len(nodes)] = segment_advantages[nodes]
+    return advantages * mask
+
+
+def _token_text(tokenizer) -> Callable[[int], str]:
+    cache: dict[int, str] = {}
+
+    def text(t: int) -> str:
+        if t not in cache:
+            cache[t] = tokenizer.decode([t])
+        return cache[t]
+
+    return text

@@ -1,0 +1,93 @@
+import random
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from searchlearn.learn.advantages import treerl_advantages
+from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo
+from searchlearn.learn.tree_rollout import tree_advantages
+from searchlearn.learn.tree_rollout import TreeShape, branch_points, sample_trees
+from searchlearn.policy.policy import LocalPolicy
+from searchlearn.policy.tokenizer import TaskTokenizer
+from searchlearn.types import Completion, Problem, SamplingParams
+
+TOK = TaskTokenizer(words=(), max_number=20)
+PROBLEMS = [Problem(f"p{i}", f"{i} {i + 1} -> {2 * i + 1}\n") for i in range(4)]
+
+
+def sevens(problems, completions):
+    return [float("7" in c.text) for c in completions]
+
+
+def test_branch_points_are_distinct_step_starts_or_the_most_surprising_tokens():
+    text = {1: "a", 2: "\n", 3: "b"}.get
+    chains = [Completion(0, [1, 2, 3, 2, 1], "", [-0.1, -0.2, -3.0, -0.1, -0.5], "eos"),
+              Completion(0, [1, 2, 1], "", [-0.1, -0.2, -0.3], "eos")]
+    step = TreeShape(1, 1, 3, 1, "step")
+    points = branch_points(chains, 3, step, text, random.Random(0))
+    # step starts: after token 1 ("\n") of both chains (one prefix [1, 2]) and after token 3 of chain 0
+    assert sorted(set(points)) == [(0, 2), (0, 4)] and len(points) == 3
+    surprise = branch_points(chains, 2, TreeShape(1, 1, 2, 1, "surprisal"), text, random.Random(0))
+    assert surprise == [(0, 2), (0, 4)]  # −log π 3.0 then 0.5 (chain 1's 0.3 at position 2 repeats the prefix [1, 2])
+    assert branch_points([Completion(0, [1], "", [-1.0], "eos")], 2, step, text, random.Random(0)) == [(0, 0)] * 2
+
+
+def test_sample_trees_continues_each_branch_from_its_prefix():
+    policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
+    shape = TreeShape(roots=2, levels=1, points=2, children=2, branch_at="surprisal")
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=6, seed=3)
+    groups = sample_trees(PROBLEMS[:2], policy, params, shape)
+    assert [len(g) for g in groups] == [shape.leaves] * 2 == [10, 10]
+    text = lambda t: TOK.decode([t])  # noqa: E731
+    for i, group in enumerate(groups):
+        assert all(c.prompt_index == i and len(c.token_ids) == len(c.logprobs) for c in group)
+        for m in range(2):  # root m's subtree: its chain, then 2 children of each of its 2 branch points
+            chain, branches = group[5 * m], group[5 * m + 1 : 5 * m + 5]
+            points = branch_points([chain], 2, shape, text, random.Random(0))
+            for k, (_, p) in enumerate(points):
+                for c in branches[2 * k : 2 * k + 2]:
+                    assert c.token_ids[:p] == chain.token_ids[:p] and c.logprobs[:p] == chain.logprobs[:p]
+    again = sample_trees(PROBLEMS[:2], policy, params, shape)
+    assert [c.token_ids for g in groups for c in g] == [c.token_ids for g in again for c in g]  # seeded
+
+
+def test_tree_advantages_train_each_segment_once_with_its_treerl_advantage():
+    policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
+    cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=6, seed=0, tree_levels=1,
+                     tree_points=1, tree_children=2)
+    rollout, stats = collect(policy, PROBLEMS, 0, cfg, sevens, tree=True)
+    assert rollout.rewards.shape == (2, cfg.tree_shape().leaves) == (2, 6)
+    advantages = tree_advantages(rollout, treerl_advantages)  # (B, T-1)
+    mask = rollout.batch.action_mask
+    assert advantages.shape == mask.shape
+    for n in range(2):
+        rows = range(n * 6, (n + 1) * 6)
+        seen = set()
+        for r in rows:
+            p = len(rollout.prompt_ids[r])
+            for t, token in enumerate(rollout.action_ids[r]):
+                state = (tuple(rollout.action_ids[r][:t]), token)
+                if mask[r, p - 1 + t]:
+                    assert state not in seen  # a (prefix, token) pair is trained in one row only
+                    seen.add(state)
+        every = {(tuple(rollout.action_ids[r][:t]), tok) for r in rows for t, tok in enumerate(rollout.action_ids[r])}
+        assert seen == every  # ... and in some row
+    assert (advantages * (1 - mask)).abs().sum() == 0
+
+
+def test_tree_grpo_trains_and_refuses_an_environment():
+    policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
+    cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=6, lr=1e-2, seed=0, log_every=1)
+    pair = recipe("tree_grpo", cfg)
+    before = [p.detach().clone() for p in policy.model.parameters()]
+    records = []
+    out = train_grpo(policy, PROBLEMS, cfg, sevens, pair.advantage_fn, pair.loss_fn, log=records.append,
+                     tree_fn=pair.tree_fn)
+    assert out["steps"] == 2 and records[-1]["count/samples"] == 2 * cfg.tree_shape().leaves
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.model.parameters()))
+    with pytest.raises(ValueError, match="environment"):
+        train_grpo(policy, PROBLEMS, cfg, sevens, pair.advantage_fn, pair.loss_fn, environment=lambda: None,
+                   tree_fn=pair.tree_fn)
+    with pytest.raises(ValueError, match="tree_advantage"):
+        GRPOConfig(tree_advantage="vine")
