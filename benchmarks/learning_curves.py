@@ -9,6 +9,9 @@ over seeds, with each seed's final point) and the JSON keeps every point.
 
 Online learners (GRPO family) draw N × G samples per step; expert iteration draws `--ei-n` samples per problem in
 rounds of `--ei-problems` problems (best-of-N search, then SFT on the kept solutions and as many solver traces).
+tree_grpo draws the same N × G samples per step as a tree (`--tree`: G/4 root chains, one level of one branch point
+per chain with 3 continuations, so that G = roots × 4), so fewer generated tokens: compare it with `--x
+generated_tokens`; vineppo adds `vine_rollouts` Monte-Carlo rollouts per step of every chain (counted as generated).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from searchlearn.loop.config import load_loop_config
 from searchlearn.loop.rounds import run_loop
 from searchlearn.report.loop_plots import learning_curves
 
-ONLINE = ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce")
+ONLINE = ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce", "tree_grpo", "vineppo")
 
 
 def overrides(learner: str, args) -> list[str]:
@@ -33,9 +36,16 @@ def overrides(learner: str, args) -> list[str]:
     if learner in ONLINE:
         per_step = args.prompts * args.group
         steps = max(1, args.samples // per_step)
+        group = args.group
+        if learner == "tree_grpo":  # the same samples per step: G/4 roots, each with 1 branch point × 3 continuations
+            if args.group % 4:
+                raise SystemExit("tree_grpo: --group must be a multiple of 4 (roots × (1 + 3))")
+            group = args.group // 4
+            common = common + ["phases.0.grpo.tree_levels=1", "phases.0.grpo.tree_points=1",
+                               "phases.0.grpo.tree_children=3"]
         return common + [f"phases.0.learner={learner}", "phases.0.rounds=1", f"phases.0.problems={args.pool}",
                          f"phases.0.grpo.steps={steps}", f"phases.0.grpo.prompts_per_step={args.prompts}",
-                         f"phases.0.grpo.group_size={args.group}", f"phases.0.grpo.lr={args.lr}",
+                         f"phases.0.grpo.group_size={group}", f"phases.0.grpo.lr={args.lr}",
                          f"phases.0.grpo.max_new_tokens={args.max_new_tokens}",
                          "phases.0.grpo.epochs=1", "phases.0.grpo.minibatch_size=0", "phases.0.grpo.checkpoint_every=10",
                          f"curve.every={max(1, args.every // per_step)}"] + args.set
@@ -65,6 +75,8 @@ def main() -> None:
     p.add_argument("--eval-problems", type=int, default=1000, help="held-out problems of every point")
     p.add_argument("--train-problems", type=int, default=0, help="training-split problems of every point")
     p.add_argument("--set", action="append", default=[], help="more loop overrides for every learner")
+    p.add_argument("--x", default="samples", choices=("samples", "generated_tokens", "train_tokens", "wall_s"),
+                   help="the figure's compute axis")
     p.add_argument("--out", default="runs/curves")
     args = p.parse_args()
     out = Path(args.out)
@@ -92,7 +104,7 @@ def main() -> None:
         finals = [r[-1]["pass@1"] for r in runs]
         sd = statistics.stdev(finals) if len(finals) > 1 else float("nan")
         print(f"{learner}: final greedy pass@1 {statistics.mean(finals):.3f} ± {sd:.3f} (sd over seeds)")
-    learning_curves(mean, out / "learning_curves.png", title="Learners at equal samples (mean over seeds)")
+    learning_curves(mean, out / "learning_curves.png", x=args.x, title="Learners from one checkpoint (mean over seeds)")
     print(f"wrote {out / 'curves.json'} and {out / 'learning_curves.png'}")
 
 

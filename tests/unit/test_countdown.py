@@ -396,6 +396,34 @@ def test_gold_values_of_try_lines():
     assert gold_step_values(P, "25-7=18 | 3 18\n" + "try 3: need 43 49 - - - 138 | 18 -> 18 no\n") == [0.0, 0.0]
 
 
+def test_gold_values_of_tool_lines():
+    """Tool traces: a try line whose need list is a tool's answer and a check line with the calculator's value are
+    judged as their written-out forms are; a check that says "no" is worth 0.0."""
+    no3 = "try 3: need 46 3 ? 43 49 - - - 138 | 7 25 -> 32 18 175 - no\n"
+    yes25 = "try 25: need 46 25 ? 21 71 - - - - | 3 7 -> 10 4 21 yes\n"
+    done = "7*3=21 | 25 21\n25+21=46 vs 46 yes\n"
+    assert gold_step_values(P, no3 + yes25 + done + "check 25+(7*3) ? 46 ok\n") == [1.0] * 5
+    assert gold_step_values(P, yes25 + done + "check 25+(7*3) ? 46 no\n") == [1.0] * 3 + [0.0]
+    assert gold_step_values(P, "check 25+(7+3) ? 35 no\nanswer 25+(7*3)\n") == [0.0, 1.0]
+    bad = "try 3: need 46 3 ? 43 49 - - - 139 | 7 25 -> 32 18 175 - no\n"
+    assert [m for _, m in CountdownTask().step_marks(P, bad)] == ["arithmetic error"]
+
+
+def test_tool_traces_check_with_the_calculator_and_back_up_when_it_disagrees():
+    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0))
+    caught = 0
+    for i, p in enumerate(task.problems("train", 40, seed=2)):
+        text = task.trace(p, random.Random(i))
+        values = task.gold_step_values(p, text)
+        assert verify(p, text).score == 1.0 and values[-2:] == [1.0, 1.0]  # "check E ? T ok", then the answer
+        lines = steps(text)
+        for k, line in enumerate(lines):
+            if line.startswith("check") and line.endswith(" no\n"):
+                caught += 1
+                assert lines[k + 1].startswith("back | ") and values[k] == 0.0
+    assert caught > 0
+
+
 def test_steps_split():
     assert steps("") == []
     assert steps("a\nb\n") == ["a\n", "b\n"]

@@ -121,6 +121,29 @@ def test_observations_are_appended_as_ids_with_mask_zero(tool_task):
     assert policy.calls[0][1].stop == ("?",)
 
 
+def test_solver_traces_replayed_through_the_environment_get_the_same_tool_answers():
+    """Every tool answer a trace carries (need lists, and the calculator's values of checks, failing ones too) is what
+    the environment answers when the model's turns are played to it."""
+    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0))
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    failing_checks = 0
+    for i, problem in enumerate(task.problems("train", 30, seed=5)):
+        segments = task.trace_segments(problem, random.Random(i))
+        turns, text = [], ""
+        for k, (piece, _) in enumerate(segments):
+            if k and segments[k - 1][0].endswith("?"):  # the tool's answer: the environment writes it
+                turns.append(text)
+                text = ""
+            else:
+                text += piece
+        turns.append(text)  # the last turn ends without a stop string: at eos
+        [ep] = run_episodes(TurnScript(tokenizer, turns), [problem], lambda: countdown_env(task),
+                            SamplingParams(temperature=0.0), EpisodeLimits(max_tokens=10_000))
+        assert ep.text == "".join(piece for piece, _ in segments) and ep.reward == 1.0
+        failing_checks += ep.text.count(" no\nback")
+    assert failing_checks > 0  # the slips caught by the calculator are among them
+
+
 def test_an_observation_that_would_overflow_ends_the_episode(tool_task):
     tokenizer = TaskTokenizer(WORDS, digits=True)
     problem = tool_task.problems("test", 1)[0]

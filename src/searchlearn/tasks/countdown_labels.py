@@ -17,10 +17,11 @@ _N = r"\d{1,6}"
 _LIST = rf"({_N}(?: {_N})*)"
 _OP_LINE = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})(?: \| {_LIST}| vs {_N} (yes|no))", re.ASCII)
 _BACK_LINE = re.compile(rf"back \| {_LIST}", re.ASCII)
-_CHECK_LINE = re.compile(r"check (.*) ok")
+_CHECK_LINE = re.compile(r"check (.*?)(?: \? (?:\d+|-))? (ok|no)")  # "check E=T ok", or the tool's "check E ? V ok"
 _ARITHMETIC = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})", re.ASCII)  # the "a op b = c" head of a line
 _SLOTS = rf"((?:{_N}|-)(?: (?:{_N}|-))*)"
-_TRY_LINE = re.compile(rf"try ({_N}): need {_SLOTS} \| {_LIST} -> {_SLOTS} (yes|no)", re.ASCII)
+_TRY_LINE = re.compile(rf"try ({_N}): need (?:{_N} {_N} \? )?{_SLOTS} \| {_LIST} -> {_SLOTS} (yes|no)",
+                       re.ASCII)  # the need list written by the model, or a tool's answer to "need T x ?"
 _FORWARD_TRY = re.compile(rf"try ({_N}): {_LIST} -> {_SLOTS}((?: \| {_N}(?: (?:{_N}|-))*)*) (yes|no)", re.ASCII)
 
 
@@ -49,7 +50,7 @@ def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 
         value = 0.0
         if line.startswith("check") or line.startswith("answer"):
             m = _CHECK_LINE.fullmatch(line)
-            expr = line[len("answer"):] if line.startswith("answer") else (m[1] if m else None)
+            expr = line[len("answer"):] if line.startswith("answer") else (m[1] if m and m[2] == "ok" else None)
             value = float(expr is not None and judge(expr, nums, target) == "correct")
         elif m := _TRY_LINE.fullmatch(line):
             value = float(state is not None and try_is_right(m, state, target, max_intermediate)

@@ -175,6 +175,31 @@ def _evaluate(expr_text: str, nums) -> tuple[Fraction, int | None]:
     return _value(tree), claim
 
 
+def value_of(expr_text: str) -> int:
+    """The exact value of an arithmetic expression of integers (the verifier's tokenizer and parser, never `eval`);
+    ValueError with the reason when it does not parse or a division is inexact (the check tool's arithmetic)."""
+    text = expr_text.strip()
+    try:
+        if not text or len(text) > MAX_EXPR_CHARS:
+            raise _Reject(f"an expression of 1 to {MAX_EXPR_CHARS} characters")
+        parser = _Parser(_lex(text))
+        tree = parser.expr()
+        if parser.pos != len(parser.toks):
+            raise _Reject(f"parse error: unexpected {parser.peek()!r}")
+        return int(_value(tree))
+    except _Reject as e:
+        raise ValueError(str(e)) from None
+
+
+def check_answer(expr: str) -> str:
+    """The check tool's answer (countdown_tool): the expression's exact value, or "-" when it has none (an inexact
+    division) or does not parse."""
+    try:
+        return str(value_of(expr))
+    except ValueError:
+        return "-"
+
+
 def judge(expr_text: str, nums, target: int) -> str:
     """'correct', or the reason an answer expression (with an optional '= <number>') is wrong. Never raises."""
     try:

@@ -1,4 +1,5 @@
-"""Countdown with a tool: the need list of a try line is computed by a tool the model calls, not by the model.
+"""Countdown with tools: the need list of a try line and the value of the finished path are computed by tools the
+model calls, not by the model.
 
 Held-out targets fail on the arithmetic that takes the target as an operand (docs/learning.md); with
 `task.checks=tool` the traces hand that arithmetic to a tool and SFT learns to call it:
@@ -7,12 +8,19 @@ Held-out targets fail on the arithmetic that takes the target as an operand (doc
            \\____________/\\______________/
             the model's call  the tool's answer (an observation: untrained, masked out of every loss)
 
-`countdown_env(task)` is the multi-turn environment (env/tool_env.py) that answers those calls during rollouts.
+    check 25+(7*3) ? 46 ok
+          \\__________/\\___/
+          the call     the calculator's answer (an observation); the model compares it with the target
+
+The check catches what the model's own arithmetic got wrong on the way (a make value, a final move "= T" that was not):
+the traces teach "no" and a "back" to the try's state when the value is not the target (countdown_traces).
+`countdown_env(task)` is the multi-turn environment (env/tool_env.py) that answers both tools during rollouts.
 """
 
 from __future__ import annotations
 
 from searchlearn.env import TagParser, Tool, ToolEnv, tool
+from searchlearn.tasks.countdown_rules import check_answer
 from searchlearn.tasks.countdown_solver import needs
 
 
@@ -26,9 +34,18 @@ def need_tool(max_intermediate: int = 999) -> Tool:
     return tool(need)
 
 
+def check_tool() -> Tool:
+    def check(expr: str) -> str:
+        """The exact value of an arithmetic expression ("-": none)."""
+        return check_answer(expr)
+
+    return tool(check)
+
+
 def countdown_env(task, max_observation_chars: int = 64) -> ToolEnv:
-    """The environment of tool-check traces (a CountdownTask with checks "tool"): the `need` tool behind the tag
-    protocol "need T x ?"."""
+    """The environment of tool-check traces (a CountdownTask with checks "tool"): the `need` and `check` tools behind
+    the tag protocol "need T x ?" / "check EXPR ?"."""
     if task.config.checks != "tool":
         raise ValueError(f"countdown_env needs task.checks=tool, got {task.config.checks!r}")
-    return ToolEnv(task, [need_tool(task.config.max_intermediate)], TagParser(["need"]), max_observation_chars)
+    return ToolEnv(task, [need_tool(task.config.max_intermediate), check_tool()], TagParser(["need", "check"]),
+                   max_observation_chars)

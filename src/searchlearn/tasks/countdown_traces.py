@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import random
 
-from searchlearn.tasks.countdown_rules import CountdownConfig
+from searchlearn.tasks.countdown_rules import CountdownConfig, check_answer
 from searchlearn.tasks.countdown_solver import (
     OPS,
     Move,
@@ -78,16 +78,31 @@ class _Writer:
     def write(self, text: str, trained: bool = True) -> None:
         self.segments.append((text, trained))
 
-    def play(self, state: State, move: Move) -> State:
-        """Write the line of `move` and return the state after it (the first a and the first b leave)."""
+    def play(self, state: State, move: Move, fabricated: bool = False) -> State:
+        """Write the line of `move` and return the state after it (the first a and the first b leave). `fabricated`:
+        the move's c is not a∘b, and is written untrained (a slip that a tool check later catches)."""
         a, op, b, c = move
         rest = list(state)
         expr_a = rest.pop([v for v, _ in rest].index(a))[1]
         expr_b = rest.pop([v for v, _ in rest].index(b))[1]
         new = rest + [(c, f"{_wrap(expr_a)}{op}{_wrap(expr_b)}")]
         tail = f" | {_numbers(new)}" if len(new) > 1 else (f" vs {self.target} " + ("yes" if c == self.target else "no"))
-        self.write(f"{a}{op}{b}={c}{tail}\n")
+        self.write(f"{a}{op}{b}=")
+        self.write(str(c), trained=not fabricated)
+        self.write(f"{tail}\n")
         return new
+
+    def check(self, expr: str) -> bool:
+        """The check line of a finished path: "check EXPR=T ok"; with tool checks the value is a calculator's answer,
+        "check EXPR ? V ok" (V untrained: the environment writes it; "no" when V is not the target)."""
+        if self.config.checks != "tool":
+            self.write(f"check {expr}={self.target} ok\n")
+            return True
+        value = check_answer(expr)
+        self.write(f"check {expr} ?")
+        self.write(f" {value}", trained=False)
+        self.write(" ok\n" if value == str(self.target) else " no\n")
+        return value == str(self.target)
 
     def back(self, state: State) -> None:
         self.write(f"back | {_numbers(state)}\n")
@@ -159,7 +174,15 @@ class _Writer:
             return False
         m, s = self.rng.choice(options)
         self.try_line(x, rest, need, make[:m] + [need[s]], "yes", slip=m)
-        self.moves(state, x, rest, m, s)
+        if self.config.checks == "tool" and len(rest) == 2 and self.config.verify and self.rng.random() < 0.5:
+            # the slip carried on: the others "make" need[s] (untrained), which does finish with x; the calculator's
+            # check of the path's expression shows the miss, and the search backs up
+            a, b = max(rest), min(rest)
+            after = self.play(state, (a, OPS[m], b, need[s]), fabricated=True)
+            final = self.play(after, final_move(need[s], x, s))
+            self.check(final[0][1])
+        else:
+            self.moves(state, x, rest, m, s)
         return True
 
 
@@ -241,7 +264,7 @@ def trace_segments(problem: Problem, config: CountdownConfig, rng: random.Random
         state = writer.search(state)
     expr = state[0][1]
     if config.verify:
-        writer.write(f"check {expr}={target} ok\n")
+        writer.check(expr)
     writer.write(f"answer {expr}\n")
     return writer.segments
 
