@@ -236,3 +236,27 @@ def test_loop_config_refuses_what_cannot_drive_an_environment():
     load_loop_config("configs/loop_ei_bon.yaml", ["task.checks=tool"])  # best-of-N + expert iteration: episodes
     with pytest.raises(ConfigError, match="tree searchers \\(beam\\)"):
         load_loop_config("configs/loop_ei_beam.yaml", ["task.checks=tool"])
+    with pytest.raises(ConfigError, match="tree_grpo"):
+        load_loop_config("configs/loop_grpo.yaml", ["task.checks=tool", "phases.0.learner=tree_grpo"])
+
+
+def test_tool_policy_answers_calls_inside_a_step_for_searches(tool_task):
+    """ToolPolicy.generate: a step ("\\n" stop) whose text calls a tool comes back with the answer inside it (masked),
+    finish "stop"; without tools the policy is returned as is."""
+    from searchlearn.env.tool_policy import ToolPolicy, with_tools
+    from searchlearn.types import Ledger
+
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1, seed=4)[0]
+    T = problem.data["target"]
+    inner = TurnScript(tokenizer, [f"try 2: need {T} 2 ?", " | 1 no\ntry 1: need", "unused"])
+    inner.ledger = Ledger()
+    policy = with_tools(inner, tool_task)
+    assert isinstance(policy, ToolPolicy) and policy.ledger is inner.ledger and with_tools(policy, tool_task) is policy
+    assert with_tools(inner, CountdownTask()) is inner
+    [c] = policy.generate([problem.prompt], SamplingParams(n=1, temperature=0.0, stop=("\n",), max_new_tokens=200))
+    observation = " " + need_tool().fn(T, 2)
+    assert c.text == f"try 2: need {T} 2 ?{observation} | 1 no\n" and c.finish_reason == "stop"
+    n_call, n_obs = len(tokenizer.encode(f"try 2: need {T} 2 ?")), len(tokenizer.encode(observation))
+    assert c.mask == [True] * n_call + [False] * n_obs + [True] * len(tokenizer.encode(" | 1 no\n"))
+    assert len(inner.calls) == 2 and inner.calls[1][1].stop == ("\n", "?")  # the step's stop and the call's

@@ -154,9 +154,9 @@ class LoopConfig:
             tree = [p.searcher.name for p in self.phases if p.rounds and p.searcher.name != "bon"
                     and LEARNERS[p.learner].kind == "search"]
             if tree:
-                raise ConfigError(f"task.checks=tool samples episodes through an environment, which the tree "
-                                  f"searchers ({', '.join(sorted(set(tree)))}) do not drive yet: use searcher bon "
-                                  "or an online learner")
+                raise ConfigError(f"task.checks=tool: the tree searchers ({', '.join(sorted(set(tree)))}) answer tool "
+                                  "calls (test-time search) but their trajectories do not mask the tools' answers "
+                                  "yet, so a learner would train on them: use searcher bon or an online learner")
             trees = sorted({p.learner for p in self.phases if p.rounds and p.learner == "tree_grpo"})
             if trees:
                 raise ConfigError("task.checks=tool: tree_grpo's tree rollouts do not drive an environment yet: use "

@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from searchlearn.env.tool_policy import with_tools
 from searchlearn.reward.process import ends_with_answer
 from searchlearn.types import Problem, SamplingParams
 
@@ -99,7 +100,8 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
                 jobs.append((j, i, prefix))
     if jobs:
         params = SamplingParams(n=m, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
-        rolls = policy.generate([records[j].problem.prompt + prefix for j, _, prefix in jobs], params)
+        rolls = with_tools(policy, task).generate([records[j].problem.prompt + prefix for j, _, prefix in jobs],
+                                                  params)  # a task with tools: the rollouts' calls are answered
         backs_out = getattr(task, "backs_out", None) if step_only else None
         for k, (j, i, prefix) in enumerate(jobs):
             problem = records[j].problem

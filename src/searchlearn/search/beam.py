@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from searchlearn.env.tool_policy import with_tools
 from searchlearn.reward.aggregate import AGGREGATES, aggregate
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import (
@@ -64,6 +65,7 @@ def grouped_beam(problems: Sequence[Problem], policy, task, scorer, budget: Budg
     width × step_tokens × (1 + lookahead) each; one engine call samples `width` steps for every admitted beam; one
     scorer call scores every new candidate; each group keeps its top-(keep − finished) candidates.
     """
+    policy = with_tools(policy, task)  # a task with tools: calls inside a step are answered
     trees = [SearchTree(p.id) for p in problems]
     accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
     # live[p][g]: node indices of group g's live beams. The root starts as `keep` copies, so the first step gets

@@ -25,6 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from searchlearn.env.tool_policy import with_tools
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts, Budget
 from searchlearn.search.steps import (
@@ -120,6 +121,7 @@ def mcts(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cfg:
     """
     cfg = cfg or MCTSConfig()
     terminal_reward = VerifierReward(task) if cfg.verify_terminals else None
+    policy = with_tools(policy, task)  # a task with tools: calls inside a step are answered
     trees = [SearchTree(p.id) for p in problems]
     accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
     rng = random.Random(f"mcts-{cfg.seed}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from searchlearn.env.tool_policy import with_tools
 from searchlearn.reward.aggregate import aggregate
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.budget import Accounts, Budget
@@ -57,6 +58,7 @@ def revise(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cf
     cfg = cfg or RevisionConfig()
     verifier = VerifierReward(task) if cfg.feedback else None
     revise_prompt = getattr(task, "revision_prompt", _restart)
+    policy = with_tools(policy, task)  # a task with tools: its calls are answered
     accounts = Accounts(len(problems), budget.cap(cfg.max_new_tokens))
     chains = max(1, budget.n // cfg.sequential)
     history: list[list[list[Trajectory]]] = [[[] for _ in range(chains)] for _ in problems]  # [p][chain] attempts

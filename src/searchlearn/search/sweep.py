@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from searchlearn.distributed.shard import WithPolicy, map_problems
+from searchlearn.env.tool_policy import with_tools
 from searchlearn.reward.aggregate import (
     AGGREGATES,
     aggregate,
@@ -127,7 +128,7 @@ def scored_samples(problems: Sequence[Problem], policy, task, scorer, n: int, cf
     call), and the problem's ledger."""
     accounts = Accounts(len(problems), n * cfg.max_new_tokens)
     params = SamplingParams(n=n, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    completions = accounts.generate(policy, [p.prompt for p in problems], list(range(len(problems))), params)
+    completions = accounts.generate(with_tools(policy, task), [p.prompt for p in problems], list(range(len(problems))), params)
     decode = getattr(getattr(policy, "tokenizer", None), "decode", None)
     steps = [completion_steps(c, task.step_delimiter, decode) for c in completions]
     owners = [c.prompt_index for c in completions]
