@@ -236,8 +236,7 @@ def test_loop_config_refuses_what_cannot_drive_an_environment():
     load_loop_config("configs/loop_ei_bon.yaml", ["task.checks=tool"])  # best-of-N + expert iteration: episodes
     with pytest.raises(ConfigError, match="tree searchers \\(beam\\)"):
         load_loop_config("configs/loop_ei_beam.yaml", ["task.checks=tool"])
-    with pytest.raises(ConfigError, match="tree_grpo"):
-        load_loop_config("configs/loop_grpo.yaml", ["task.checks=tool", "phases.0.learner=tree_grpo"])
+    load_loop_config("configs/loop_grpo.yaml", ["task.checks=tool", "phases.0.learner=tree_grpo"])  # tree episodes
 
 
 def test_tool_policy_answers_calls_inside_a_step_for_searches(tool_task):
@@ -260,3 +259,37 @@ def test_tool_policy_answers_calls_inside_a_step_for_searches(tool_task):
     n_call, n_obs = len(tokenizer.encode(f"try 2: need {T} 2 ?")), len(tokenizer.encode(observation))
     assert c.mask == [True] * n_call + [False] * n_obs + [True] * len(tokenizer.encode(" | 1 no\n"))
     assert len(inner.calls) == 2 and inner.calls[1][1].stop == ("\n", "?")  # the step's stop and the call's
+
+
+def test_tree_rollouts_with_tools_branch_after_the_answers_and_never_train_them(tool_task):
+    """tree_grpo on a task with tools: a branch continues the chain's ids (the tool's answer included, still masked);
+    the rows train the chain's segment once and no answer token at all."""
+    from searchlearn.learn.rollout import sample_rollout
+    from searchlearn.learn.tree_rollout import TreeShape, tree_advantages
+    from searchlearn.learn.advantages import treerl_advantages
+    from searchlearn.reward.verifiers import VerifierReward
+    from searchlearn.types import Ledger
+
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1, seed=4)[0]
+    T = problem.data["target"]
+    policy = TurnScript(tokenizer, [f"try 2: need {T} 2 ?", " | 1 no\nanswer 1+2", "answer 2+1"])
+    policy.ledger = Ledger()
+    shape = TreeShape(roots=1, levels=1, points=1, children=1, branch_at="step")
+    rollout = sample_rollout(policy, [problem], VerifierReward(tool_task),
+                             SamplingParams(n=1, temperature=1.0, max_new_tokens=200, seed=0),
+                             tool_task.environment(), shape)
+    chain, branch = rollout.completions
+    call, observed = tokenizer.encode(f"try 2: need {T} 2 ?"), tokenizer.encode(" " + need_tool().fn(T, 2))
+    head = len(call) + len(observed) + len(tokenizer.encode(" | 1 no\n"))
+    assert chain.text.endswith("answer 1+2") and branch.text.endswith("no\nanswer 2+1")
+    assert branch.token_ids[:head] == chain.token_ids[:head] and branch.mask[:head] == chain.mask[:head]
+    assert chain.mask[len(call) : len(call) + len(observed)] == [False] * len(observed)
+    advantages = tree_advantages(rollout, treerl_advantages)
+    trained = [rollout.batch.action_mask[r, len(rollout.prompt_ids[r]) - 1 :].tolist() for r in range(2)]
+    assert trained[0][len(call) : len(call) + len(observed)] == [0.0] * len(observed)  # the answer: never
+    assert trained[1][:head] == [0.0] * head  # the shared head: in the chain's row only
+    a, b = tokenizer.encode("answer 1+2"), tokenizer.encode("answer 2+1")
+    shared = next(k for k, (x, y) in enumerate(zip(a, b)) if x != y)  # "answer " is the chain's too
+    assert sum(trained[1]) == len(b) - shared + 1  # the branch trains its own segment and its eos
+    assert advantages.shape == rollout.batch.action_mask.shape

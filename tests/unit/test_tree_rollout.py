@@ -76,7 +76,7 @@ def test_tree_advantages_train_each_segment_once_with_its_treerl_advantage():
     assert (advantages * (1 - mask)).abs().sum() == 0
 
 
-def test_tree_grpo_trains_and_refuses_an_environment():
+def test_tree_grpo_trains_and_refuses_shaping():
     policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
     cfg = GRPOConfig(steps=2, prompts_per_step=2, group_size=2, max_new_tokens=6, lr=1e-2, seed=0, log_every=1)
     pair = recipe("tree_grpo", cfg)
@@ -86,8 +86,8 @@ def test_tree_grpo_trains_and_refuses_an_environment():
                      tree_fn=pair.tree_fn)
     assert out["steps"] == 2 and records[-1]["count/samples"] == 2 * cfg.tree_shape().leaves
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.model.parameters()))
-    with pytest.raises(ValueError, match="environment"):
-        train_grpo(policy, PROBLEMS, cfg, sevens, pair.advantage_fn, pair.loss_fn, environment=lambda: None,
+    with pytest.raises(ValueError, match="shaping"):
+        train_grpo(policy, PROBLEMS, cfg, sevens, pair.advantage_fn, pair.loss_fn, shaping=object(),
                    tree_fn=pair.tree_fn)
     with pytest.raises(ValueError, match="tree_advantage"):
         GRPOConfig(tree_advantage="vine")

@@ -51,11 +51,15 @@ class Episode:
 
 
 def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams,
-                 limits: EpisodeLimits = EpisodeLimits()) -> list[Episode]:
-    """`params.n` episodes per problem (module docstring), problem-major."""
+                 limits: EpisodeLimits = EpisodeLimits(), contexts: Sequence[list[int]] | None = None
+                 ) -> list[Episode]:
+    """`params.n` episodes per problem (module docstring), problem-major. `contexts`: each problem's starting ids
+    (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text."""
     envs = [make_env() for _ in problems for _ in range(params.n)]
     first = [env.reset(problems[i // params.n]) for i, env in enumerate(envs)]
-    episodes = [Episode(i // params.n, ids) for i, ids in enumerate(policy.encode_prompts(first))]
+    starts = policy.encode_prompts(first) if contexts is None else [list(contexts[i // params.n]) for i in
+                                                                     range(len(envs))]
+    episodes = [Episode(i // params.n, ids) for i, ids in enumerate(starts)]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
     active = list(range(len(episodes)))
     for turn in range(limits.max_turns):

@@ -47,9 +47,15 @@ class ToolPolicy:
         return getattr(self.policy, name)
 
     def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Completion]:
-        problems = [Problem(f"prompt{i}", p) for i, p in enumerate(prompts)]
+        return self._generate([Problem(f"prompt{i}", p) for i, p in enumerate(prompts)], params)
+
+    def generate_ids(self, prompt_ids: Sequence[list[int]], params: SamplingParams) -> list[Completion]:
+        """`generate` from token ids (a tree rollout's branch continues the ids of its prefix, observations included)."""
+        return self._generate([Problem(f"prompt{i}", "") for i in range(len(prompt_ids))], params, prompt_ids)
+
+    def _generate(self, problems: list[Problem], params: SamplingParams, contexts=None) -> list[Completion]:
         episodes = run_episodes(self.policy, problems, lambda: self._env, params,
-                                EpisodeLimits(max_tokens=params.max_new_tokens))
+                                EpisodeLimits(max_tokens=params.max_new_tokens), contexts)
         out = []
         for ep in episodes:
             c = episode_completion(ep)

@@ -300,8 +300,8 @@ def train_grpo(
                                    ckpt_dir, log, stop_after, name, shaping, environment, tree_fn)
     if not problems:
         raise ValueError(f"{name}: no training problems")
-    if tree_fn is not None and (environment is not None or shaping is not None):
-        raise ValueError(f"{name}: tree rollouts take no environment (multi-turn) and no shaping yet")
+    if tree_fn is not None and shaping is not None:
+        raise ValueError(f"{name}: tree rollouts take their credit from the tree, not from shaping")
     model = policy.model
     trainer = Trainer(model, cfg, name, ckpt_dir, policy.tokenizer, log, stop_after)
     meta = trainer.resume() or {}

@@ -209,10 +209,8 @@ def sample_rollout(policy, problems: Sequence[Problem], reward: OutcomeReward, p
     shape, tree.leaves completions per problem, params.n = tree.roots of them chains and the rest branches
     (tree_rollout.py)."""
     before = policy.ledger.copy()
-    if tree is not None:
-        if environment is not None:
-            raise ValueError("tree rollouts do not drive a multi-turn environment yet")
-        groups, G = map_problems(sample_trees, problems, policy, params, tree), tree.leaves
+    if tree is not None:  # with an environment, chains and branches are episodes (env/tool_policy.py)
+        groups, G = map_problems(sample_trees, problems, policy, params, tree, environment), tree.leaves
     else:
         groups, G = map_problems(sample_completions, problems, policy, params, environment), params.n
     completions = [c for group in groups for c in group]

@@ -10,6 +10,9 @@ sampling (rewards, dynamic sampling, the batch) is unchanged; `prefix_tree` then
 
 Every continuation is one row of one batched engine call per level; its prompt is the problem's prompt plus the
 prefix, so the prefill of prefixes is counted in the ledger like any other (the engine prefills equal prompts once).
+For a task with tools the policy is a `ToolPolicy` (env/tool_policy.py): chains and continuations are episodes whose
+tools' answers are masked, a branch never starts inside an answer, and a continuation's budget counts from its
+prefix (so a branch may end up to its prefix's length past the chains' cap, as in the single-turn case).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from searchlearn.env.tool_policy import ToolPolicy
 from searchlearn.learn.advantages import treerl_advantages, treerpo_advantages
 from searchlearn.learn.tree import prefix_tree
 from searchlearn.types import Completion, Problem, SamplingParams
@@ -58,13 +62,13 @@ def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, t
     if shape.branch_at == "step":
         for i, c in enumerate(completions):
             for p in range(1, len(c.token_ids)):
-                if token_text(c.token_ids[p - 1]).endswith(shape.delimiter):
+                if token_text(c.token_ids[p - 1]).endswith(shape.delimiter) and (c.mask is None or c.mask[p]):
                     seen.setdefault(tuple(c.token_ids[:p]), (i, p))
         options = list(seen.values())
         rng.shuffle(options)
-    else:
-        ranked = sorted(((-lp, i, p) for i, c in enumerate(completions) for p, lp in enumerate(c.logprobs)),
-                        key=lambda x: -x[0])
+    else:  # the model's own tokens only: an environment's answer is not a decision
+        ranked = sorted(((-lp, i, p) for i, c in enumerate(completions) for p, lp in enumerate(c.logprobs)
+                         if c.mask is None or c.mask[p]), key=lambda x: -x[0])
         for _, i, p in ranked:
             seen.setdefault(tuple(completions[i].token_ids[:p]), (i, p))
         options = list(seen.values())
@@ -73,9 +77,13 @@ def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, t
     return [options[j % len(options)] for j in range(k)]
 
 
-def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, shape: TreeShape) -> list[list[Completion]]:
+def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, shape: TreeShape,
+                 environment: Callable | None = None) -> list[list[Completion]]:
     """shape.leaves completions of each problem (a list per problem; root m's subtree is m's chain followed by its
-    branches, subtrees in root order), by one engine call for the chains and one per level."""
+    branches, subtrees in root order), by one engine call for the chains and one per level (per turn, with an
+    `environment` factory: the task's tools answered inside them)."""
+    if environment is not None:
+        policy = ToolPolicy(policy, environment)
     prompt_ids = policy.encode_prompts([p.prompt for p in problems])
     chains = policy.generate_ids(prompt_ids, replace(params, n=shape.roots))
     trees = [[[chains[i * shape.roots + m]] for m in range(shape.roots)] for i in range(len(problems))]  # [i][m]
@@ -92,8 +100,10 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
                                   replace(params, n=shape.children, seed=params.seed * 7919 + level + 1))
         for j, (i, m, parent, p) in enumerate(where):
             for cont in out[j * shape.children : (j + 1) * shape.children]:
+                mask = None if parent.mask is None and cont.mask is None else (
+                    (parent.mask or [True] * len(parent.token_ids))[:p] + (cont.mask or [True] * len(cont.token_ids)))
                 trees[i][m].append(Completion(i, parent.token_ids[:p] + cont.token_ids, "",
-                                              parent.logprobs[:p] + cont.logprobs, cont.finish_reason))
+                                              parent.logprobs[:p] + cont.logprobs, cont.finish_reason, mask))
     out = []
     for i, roots in enumerate(trees):
         out.append([replace(c, prompt_index=i, text=policy.tokenizer.decode(c.token_ids)) for sub in roots for c in sub])
@@ -107,7 +117,9 @@ def tree_advantages(rollout, tree_fn: Callable) -> torch.Tensor:
     masks are narrowed to the tokens each row trains: a segment once, in the row that owns it."""
     G = rollout.group_size
     trees = [prefix_tree(rollout.action_ids[n * G : (n + 1) * G]) for n in range(len(rollout.problems))]
-    rollout.action_masks = [tree.trained(g) for tree in trees for g in range(G)]
+    observed = rollout.action_masks or [None] * len(rollout.action_ids)  # an environment's answers: never trained
+    rollout.action_masks = [[t and (m is None or m[k]) for k, t in enumerate(tree.trained(g))]
+                            for n, tree in enumerate(trees) for g, m in ((g, observed[n * G + g]) for g in range(G))]
     rollout._batch = None  # rebuilt with the narrowed masks
     mask = rollout.batch.action_mask
     advantages = torch.zeros(mask.shape)

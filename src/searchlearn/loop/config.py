@@ -157,10 +157,6 @@ class LoopConfig:
                 raise ConfigError(f"task.checks=tool: the tree searchers ({', '.join(sorted(set(tree)))}) answer tool "
                                   "calls (test-time search) but their trajectories do not mask the tools' answers "
                                   "yet, so a learner would train on them: use searcher bon or an online learner")
-            trees = sorted({p.learner for p in self.phases if p.rounds and p.learner == "tree_grpo"})
-            if trees:
-                raise ConfigError("task.checks=tool: tree_grpo's tree rollouts do not drive an environment yet: use "
-                                  "an online learner on chains (grpo, ...) or expert iteration")
             pairs = sorted({p.learner for p in self.phases if p.rounds and LEARNERS[p.learner].section == "dpo"})
             if pairs:
                 raise ConfigError(f"task.checks=tool: the preference learners ({', '.join(pairs)}) do not mask an "
