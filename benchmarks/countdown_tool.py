@@ -1,8 +1,10 @@
 """Countdown with a tool against without: greedy pass@1 on held-out and training-split targets.
 
 Each checkpoint is evaluated on its own trace format: `--checks tool` checkpoints (trained with
-`searchlearn init --set task.checks=tool`) through the multi-turn environment that answers their "need T x ?" calls
-(tasks/countdown_tool.py), the others single-turn. Also the mean number of turns and of tokens the model wrote.
+`searchlearn init --set task.checks=tool`) through the multi-turn environment that answers their "need T x ?" and
+"check EXPR ?" calls (tasks/countdown_tool.py), the others single-turn. Also the mean number of tool calls and of
+tokens the model wrote, and the share of final moves ("c op x = r vs T ...") whose r is the target although c op x
+is not: a made-up result.
 
     python benchmarks/countdown_tool.py runs/init0/policy:need runs/init0_tool/policy:tool --problems 1000
 """
@@ -11,17 +13,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 
 from searchlearn.loop.rounds import load_local
 from searchlearn.reward.verifiers import VerifierReward
 from searchlearn.search.best_of_n import sample
-from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
+from searchlearn.tasks.countdown import CountdownConfig, CountdownTask, apply_op
 from searchlearn.types import SamplingParams
 
 
-def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: int) -> dict:
-    task = CountdownTask(CountdownConfig(checks=checks))
+FINAL = re.compile(r"^(\d+)([-+*/])(\d+)=(\d+) vs \d+ (?:yes|no)$", re.MULTILINE)  # a final move line
+
+
+def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: int, corrections: float) -> dict:
+    task = CountdownTask(CountdownConfig(checks=checks, corrections=corrections))
     policy = load_local(path)
     out = {"model": path, "checks": checks}
     for split in ("test", "train"):
@@ -31,10 +37,14 @@ def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: in
                                                              seed=seed), VerifierReward(task))
         trajectories = [r.trajectories[0] for r in results]
         p = sum(t.reward for t in trajectories) / len(batch)
+        finals = [(m, problem.data["target"]) for problem, t in zip(batch, trajectories)
+                  for m in FINAL.finditer(t.completion)]
+        made_up = sum(int(m[4]) == target != apply_op(int(m[1]), m[2], int(m[3])) for m, target in finals)
         out[split] = {"pass@1": round(p, 4), "se": round((p * (1 - p) / len(batch)) ** 0.5, 4),
                       "model_tokens": round(sum(sum(t.mask) if t.mask else len(t.token_ids)
                                                 for t in trajectories) / len(batch), 1),
                       "tool_calls": round(sum(t.completion.count(" ?") for t in trajectories) / len(batch), 2),
+                      "made_up_final_results": round(made_up / max(1, len(finals)), 3),
                       "seconds": round(time.perf_counter() - start, 1)}
     return out
 
@@ -46,10 +56,13 @@ def main() -> None:
     p.add_argument("--problems", type=int, default=1000, help="problems per split (standard error ≈ 0.5/√n)")
     p.add_argument("--max-new-tokens", type=int, default=400, help="tokens per completion (tool answers included)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--corrections", type=float, default=0.2, help="task.corrections (the traces' slips; not the "
+                   "evaluation's: kept so that the task is the checkpoint's own)")
     args = p.parse_args()
     for spec in args.models:
         path, _, checks = spec.rpartition(":")
-        print(json.dumps(measure(path, checks, args.problems, args.max_new_tokens, args.seed)), flush=True)
+        print(json.dumps(measure(path, checks, args.problems, args.max_new_tokens, args.seed, args.corrections)),
+              flush=True)
 
 
 if __name__ == "__main__":

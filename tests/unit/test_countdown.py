@@ -410,7 +410,7 @@ def test_gold_values_of_tool_lines():
 
 
 def test_tool_traces_check_with_the_calculator_and_back_up_when_it_disagrees():
-    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0))
+    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0, calculator=True))
     caught = 0
     for i, p in enumerate(task.problems("train", 40, seed=2)):
         text = task.trace(p, random.Random(i))
@@ -422,6 +422,10 @@ def test_tool_traces_check_with_the_calculator_and_back_up_when_it_disagrees():
                 caught += 1
                 assert lines[k + 1].startswith("back | ") and values[k] == 0.0
     assert caught > 0
+    plain = CountdownTask(CountdownConfig(checks="tool", corrections=1.0)).trace(P, random.Random(0))
+    assert "check 25+(7*3)=46 ok\n" in plain  # without the calculator the check is the model's own
+    with pytest.raises(ValueError, match="calculator"):
+        CountdownConfig(calculator=True)
 
 
 def test_steps_split():

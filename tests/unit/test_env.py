@@ -124,7 +124,7 @@ def test_observations_are_appended_as_ids_with_mask_zero(tool_task):
 def test_solver_traces_replayed_through_the_environment_get_the_same_tool_answers():
     """Every tool answer a trace carries (need lists, and the calculator's values of checks, failing ones too) is what
     the environment answers when the model's turns are played to it."""
-    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0))
+    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0, calculator=True))
     tokenizer = TaskTokenizer(WORDS, digits=True)
     failing_checks = 0
     for i, problem in enumerate(task.problems("train", 30, seed=5)):

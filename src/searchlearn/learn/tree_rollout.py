@@ -96,8 +96,9 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
                 for c, p in branch_points(subtree, shape.points, shape, text, rng):
                     prefixes.append(subtree[c].token_ids[:p])
                     where.append((i, m, subtree[c], p))
+        seed = None if params.seed is None else params.seed * 7919 + level + 1
         out = policy.generate_ids([prompt_ids[i] + prefix for (i, *_), prefix in zip(where, prefixes)],
-                                  replace(params, n=shape.children, seed=params.seed * 7919 + level + 1))
+                                  replace(params, n=shape.children, seed=seed))
         for j, (i, m, parent, p) in enumerate(where):
             for cont in out[j * shape.children : (j + 1) * shape.children]:
                 mask = None if parent.mask is None and cont.mask is None else (

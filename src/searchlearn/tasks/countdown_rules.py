@@ -35,6 +35,8 @@ class CountdownConfig:
     #                       compared with T: no arithmetic takes the target as an operand; countdown_traces) or
     #                       "tool" (the need list is the answer of a tool the model calls: "need T x ?"; the
     #                       multi-turn environment of countdown_tool)
+    calculator: bool = False  # with checks "tool": the check line asks a calculator tool ("check EXPR ? V ok|no")
+    #                           and half the slips carry their wrong value into the moves, where the check catches it
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 5:
@@ -54,6 +56,8 @@ class CountdownConfig:
             raise ValueError(f"corrections must be in [0, 1], got {self.corrections}")
         if self.checks not in ("need", "forward", "tool"):
             raise ValueError(f"checks must be 'need', 'forward' or 'tool', got {self.checks!r}")
+        if self.calculator and self.checks != "tool":
+            raise ValueError("calculator checks are a tool: they need checks='tool'")
 
 
 # -- verifier: a whitelist tokenizer and a recursive-descent parser, never eval ----------------------------------

@@ -93,9 +93,9 @@ class _Writer:
         return new
 
     def check(self, expr: str) -> bool:
-        """The check line of a finished path: "check EXPR=T ok"; with tool checks the value is a calculator's answer,
-        "check EXPR ? V ok" (V untrained: the environment writes it; "no" when V is not the target)."""
-        if self.config.checks != "tool":
+        """The check line of a finished path: "check EXPR=T ok"; with `calculator` the value is a calculator tool's
+        answer, "check EXPR ? V ok" (V untrained: the environment writes it; "no" when V is not the target)."""
+        if not self.config.calculator:
             self.write(f"check {expr}={self.target} ok\n")
             return True
         value = check_answer(expr)
@@ -174,7 +174,7 @@ class _Writer:
             return False
         m, s = self.rng.choice(options)
         self.try_line(x, rest, need, make[:m] + [need[s]], "yes", slip=m)
-        if self.config.checks == "tool" and len(rest) == 2 and self.config.verify and self.rng.random() < 0.5:
+        if self.config.calculator and len(rest) == 2 and self.config.verify and self.rng.random() < 0.5:
             # the slip carried on: the others "make" need[s] (untrained), which does finish with x; the calculator's
             # check of the path's expression shows the miss, and the search backs up
             a, b = max(rest), min(rest)
