@@ -154,6 +154,11 @@ def test_an_observation_that_would_overflow_ends_the_episode(tool_task):
                         SamplingParams(temperature=0.0), limits)
     assert (ep.finish, ep.reward, ep.turns, len(ep.token_ids)) == ("budget", 0.0, 1, n_call)
     assert all(ep.mask)
+    n_answer = len(tokenizer.encode(" " + need_tool().fn(problem.data["target"], 1)))
+    exact = EpisodeLimits(max_turns=8, max_tokens=n_call + n_answer)  # the answer would fill the budget exactly
+    [ep] = run_episodes(TurnScript(tokenizer, [call] * 8), [problem], lambda: countdown_env(tool_task),
+                        SamplingParams(temperature=0.0), exact)
+    assert (ep.finish, ep.turns, len(ep.token_ids)) == ("budget", 1, n_call)  # not a turn with no room to write
 
 
 def test_max_turns_and_error_observations(tool_task):

@@ -6,7 +6,8 @@ what came before. The mask is what every learner multiplies its loss by, so no l
 
 An episode ends when the environment says done (its reward: the sum of the steps' rewards), after `max_turns` model
 turns, or at the token budget `max_tokens` (prompt excluded): a turn is cut at the budget, and an observation that
-would pass it ends the episode instead of being appended (TRL's rule) — both with finish "budget" and reward 0.
+would reach it (leaving the model no token to answer with) ends the episode instead of being appended (TRL's rule) —
+both with finish "budget" and reward 0.
 A turn ends at the environment's stop strings (a tool call's end), at EOS, or at `max_new_tokens`.
 
 Sampling: `params.n` episodes per problem, problem-major. Each turn is one `generate_ids` call over the distinct
@@ -125,7 +126,7 @@ def _turn(ep: Episode, env: Environment, completion, limits: EpisodeLimits, toke
         ep.finish = "done"
         return False
     observed = tokenizer.encode(result.observation)
-    if len(ep.token_ids) + len(observed) > limits.max_tokens:
+    if len(ep.token_ids) + len(observed) >= limits.max_tokens:  # no room left for the model's next token
         ep.finish, ep.reward = "budget", 0.0
         return False
     ep.token_ids += observed
