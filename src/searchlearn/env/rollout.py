@@ -62,6 +62,8 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
                                                                      range(len(envs))]
     episodes = [Episode(i // params.n, ids) for i, ids in enumerate(starts)]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
+    if getattr(policy, "inline_tools", False) and envs:
+        return _run_inline(policy, episodes, envs, replace(params, stop=stop), limits)
     active = list(range(len(episodes)))
     for turn in range(limits.max_turns):
         if not active:
@@ -82,6 +84,60 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
         active = sorted(still)
     for e in active:
         episodes[e].finish = "max_turns"
+    return episodes
+
+
+def _run_inline(policy, episodes: list[Episode], envs: list, params: SamplingParams, limits: EpisodeLimits
+                ) -> list[Episode]:
+    """`run_episodes` in one engine call (LocalPolicy): a row that stops at a tool call gets the environment's answer
+    fed to it as forced tokens (engine.py `on_stop`) while the other rows decode on, instead of every episode waiting
+    for the slowest turn of each round. The same rules: observations masked and never re-tokenized, the token budget
+    (an answer that would reach it ends the episode), `max_turns` (the last turn's answer is not appended)."""
+    tokenizer = policy.tokenizer
+    n = params.n
+    turn_start = [0] * len(episodes)  # where each episode's current turn begins in its tokens
+
+    def on_stop(r: int, tokens: list[int]) -> list[int] | None:
+        ep, env = episodes[r], envs[r]
+        text = tokenizer.decode(tokens[turn_start[r]:])
+        ep.turns += 1
+        ep.text += text
+        result = env.step(text)
+        ep.info.append(result.info)
+        ep.reward += result.reward
+        if result.done:
+            ep.finish = "done"
+            return None
+        if ep.turns >= limits.max_turns:
+            ep.finish = "max_turns"
+            return None
+        observed = tokenizer.encode(result.observation)
+        if len(tokens) + len(observed) >= limits.max_tokens:
+            ep.finish, ep.reward = "budget", 0.0
+            return None
+        ep.text += result.observation
+        turn_start[r] = len(tokens) + len(observed)
+        return observed
+
+    starts = [episodes[i].prompt_ids for i in range(0, len(episodes), n)]
+    call = replace(params, max_new_tokens=min(params.max_new_tokens * limits.max_turns, limits.max_tokens))
+    completions = policy.generate_ids(starts, call, on_stop=on_stop)
+    for ep, env, c, start in zip(episodes, envs, completions, turn_start):
+        ep.token_ids, ep.logprobs = list(c.token_ids), list(c.logprobs)
+        ep.mask = list(c.mask) if c.mask is not None else [True] * len(c.token_ids)
+        ep.eos = c.finish_reason == "eos"
+        if ep.finish:  # ended by on_stop: done, max_turns or budget
+            continue
+        tail = tokenizer.decode(c.token_ids[start:])
+        ep.turns += 1
+        ep.text += tail
+        if c.finish_reason == "length":  # cut at the budget
+            ep.finish, ep.reward = "budget", 0.0
+            continue
+        result = env.step(tail)  # the last turn ended with EOS
+        ep.info.append(result.info)
+        ep.reward += result.reward
+        ep.finish = "done" if result.done else "max_turns"
     return episodes
 
 

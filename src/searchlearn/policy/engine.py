@@ -16,7 +16,7 @@ least a prompt's last token is always prefilled (its logits start the decoding).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -145,11 +145,18 @@ class Engine:
 
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompt_ids: list[list[int]], params: SamplingParams,
+                 on_stop: Callable[[int, list[int]], list[int] | None] | None = None) -> list[Completion]:
         """Sample params.n completions of every prompt, prompt-major.
 
         Same seed, prompts and params -> same completions, and a prompt's samples do not depend on the other prompts
         of the call (each row draws from its own stream, streams.py), up to float rounding of the logits.
+
+        `on_stop(row, tokens)`: called when row `row` (prompt-major, as returned) reaches a stop string; None ends the
+        row there ("stop"), a list of ids goes on: the ids are fed to the model as the row's next tokens (forced, not
+        sampled: logprob 0.0, `mask` False), then sampling resumes. Multi-turn episodes run this way in one call,
+        rows answering tool calls while the others decode (env/rollout.py); forced tokens count against
+        `max_new_tokens` and are charged as generated tokens (each is one decode step).
         """
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
@@ -164,11 +171,13 @@ class Engine:
         out: list[Completion] = []
         for start in range(0, len(rows), self.max_batch):
             chunk = slice(start, start + self.max_batch)
-            out += self._generate_chunk(prompt_ids, rows[chunk], params, None if keys is None else keys[chunk], store)
+            callback = None if on_stop is None else (lambda r, tokens, start=start: on_stop(start + r, tokens))
+            out += self._generate_chunk(prompt_ids, rows[chunk], params, None if keys is None else keys[chunk], store,
+                                        callback)
         return out
 
     def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, keys: torch.Tensor | None,
-                        store_rows: bool) -> list[Completion]:
+                        store_rows: bool, on_stop: Callable | None = None) -> list[Completion]:
         model, device, prefixes = self.model, self.device, self.prefix_cache
         # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
         # (its suffix) left-padded to a common length S after them (prefix_cache.Layout). Without reuse C = 0.
@@ -207,6 +216,9 @@ class Engine:
         window = 4 * max(map(len, text_stops), default=0) + 2  # tokens to decode: ≥ 1 char each (4 bytes worst case)
         tokens: list[list[int]] = [[] for _ in rows]
         logprobs: list[list[float]] = [[] for _ in rows]
+        masks: list[list[bool]] | None = None if on_stop is None else [[] for _ in rows]
+        forced: list[list[int]] = [[] for _ in rows]  # ids on_stop asked to feed next, per chunk row (reversed)
+        fresh = [0] * len(rows)  # where each row's own text starts after its last forced id (stops are not sought in it)
         reasons = ["length"] * len(rows)
         active = list(range(len(rows)))  # batch row j decodes chunk row active[j]
 
@@ -222,17 +234,33 @@ class Engine:
             u = None if keys is None else uniforms(keys, step)  # (B, 1): each row's own draw
             chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, u)  # (B,), (B,)
             self.last_generated_tokens += len(active)
+            pushed = {j: forced[r].pop() for j, r in enumerate(active) if forced[r]}  # rows fed an answer's next id
+            if pushed:
+                index = torch.tensor(list(pushed), device=device)
+                chosen[index] = torch.tensor(list(pushed.values()), device=device)
             keep = []
             for j, (t, lp) in enumerate(zip(chosen.tolist(), chosen_logp.tolist())):
                 r = active[j]
+                if j in pushed:
+                    tokens[r].append(t)
+                    logprobs[r].append(0.0)
+                    masks[r].append(False)
+                    fresh[r] = len(tokens[r])
+                    keep.append(j)
+                    continue
                 if t in self.eos_ids:
                     reasons[r] = "eos"
                     continue
                 tokens[r].append(t)
                 logprobs[r].append(lp)
-                if t in stop_ids or (text_stops and self._text_hit(tokens[r], text_stops, window)):
-                    reasons[r] = "stop"
-                    continue
+                if masks is not None:
+                    masks[r].append(True)
+                if t in stop_ids or (text_stops and self._text_hit(tokens[r][fresh[r]:], text_stops, window)):
+                    answer = None if on_stop is None else on_stop(r, list(tokens[r]))
+                    if answer is None:
+                        reasons[r] = "stop"
+                        continue
+                    forced[r] = list(reversed(answer))
                 keep.append(j)
             if not keep or step == params.max_new_tokens - 1:
                 if store_rows:  # the K/V of this step's tokens were never computed: `step` generated tokens are cached
@@ -256,6 +284,7 @@ class Engine:
                 text=self.tokenizer.decode(tokens[r]),
                 logprobs=logprobs[r],
                 finish_reason=reasons[r],
+                mask=None if masks is None else masks[r],
             )
             for r, p in enumerate(rows)
         ]

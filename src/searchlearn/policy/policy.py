@@ -94,9 +94,13 @@ class LocalPolicy:
     def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
         return self.generate_ids(self.encode_prompts(prompts), params)
 
-    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """`generate` from token ids (multi-turn rollouts append observation ids and never re-tokenize the past)."""
-        completions = self.engine.generate(prompt_ids, params)
+    inline_tools = True  # generate_ids takes on_stop: multi-turn episodes run in one engine call (env/rollout.py)
+
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams, on_stop=None) -> list[Completion]:
+        """`generate` from token ids (multi-turn rollouts append observation ids and never re-tokenize the past);
+        `on_stop` answers a row's stop with ids fed to it next (engine.py), so episodes need no call per turn."""
+        completions = (self.engine.generate(prompt_ids, params) if on_stop is None
+                       else self.engine.generate(prompt_ids, params, on_stop=on_stop))
         self.ledger.charge_policy(self.engine.last_generated_tokens, self.engine.last_prefill_tokens, self.n_params)
         return completions
 
