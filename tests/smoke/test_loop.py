@@ -110,3 +110,17 @@ def test_unknown_learner_is_a_clear_cli_error(tmp_path, cli):
 def test_missing_init_checkpoint_is_a_clear_cli_error(tmp_path, cli):
     proc = cli("loop", QUICK, "--out", str(tmp_path), "--set", f"init_from={tmp_path / 'nowhere'}")
     assert proc.returncode == 2 and "init_from" in proc.stderr
+
+
+def test_tree_grpo_round_from_the_quick_policy_draws_a_training_tree(quick_loop, tmp_path, cli):
+    """tree_grpo through the loop (2 roots × (1 + 1 × 2) leaves): it trains, and the report draws one of its trees."""
+    out, _ = quick_loop
+    proc = cli("loop", QUICK, "--out", str(tmp_path), "--set", f"init_from={out / 'policy'}", "--set",
+               "phases.0.rounds=0", "--set", "phases.1.learner=tree_grpo", "--set", "phases.1.grpo.group_size=2",
+               "--set", "phases.1.grpo.tree_points=1", "--set", "phases.1.grpo.tree_children=2", "--set",
+               "phases.1.grpo.steps=2")
+    assert proc.returncode == 0, proc.stderr
+    report = (tmp_path / "report.html").read_text()
+    assert "A training tree" in report and report.count("<svg") >= 1
+    samples = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["count/samples"] for r in samples if r.get("phase") == "round1" and "count/samples" in r] == [48, 48]

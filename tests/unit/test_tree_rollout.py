@@ -91,3 +91,28 @@ def test_tree_grpo_trains_and_refuses_shaping():
                    tree_fn=pair.tree_fn)
     with pytest.raises(ValueError, match="tree_advantage"):
         GRPOConfig(tree_advantage="vine")
+
+
+def test_training_tree_draws_each_segment_with_its_advantage_and_leaves():
+    from dataclasses import asdict
+
+    from searchlearn.learn.advantages import tree_values
+    from searchlearn.learn.tree import prefix_tree
+    from searchlearn.learn.tree_rollout import training_tree
+    from searchlearn.report.build import training_tree_section
+
+    policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
+    cfg = GRPOConfig(steps=1, prompts_per_step=1, group_size=2, max_new_tokens=6, seed=0, tree_points=1,
+                     tree_children=2)
+    rollout, _ = collect(policy, PROBLEMS, 0, cfg, sevens, tree=True)
+    tree = training_tree(rollout, 0, treerl_advantages, TOK.decode)
+    sample = prefix_tree(rollout.action_ids)
+    rewards = sample.rewards(rollout.rewards[0].tolist())
+    values, leaves = tree_values(sample.parents, rewards)
+    assert len(tree.nodes) == len(sample.parents)
+    assert [n.parent for n in tree.nodes[1:]] == sample.parents[1:]
+    assert [n.step.score for n in tree.nodes[1:]] == pytest.approx(treerl_advantages(sample.parents, rewards)[1:].tolist())
+    assert [n.visits for n in tree.nodes] == leaves.tolist() and sum(n.terminal for n in tree.nodes) == 6
+    assert tree.nodes[0].value == pytest.approx(values[0].item())
+    title, body = training_tree_section({"tree": asdict(tree), "prompt": PROBLEMS[0].prompt, "step": 0})
+    assert title == "A training tree" and "<svg" in body and "6 completions" in body

@@ -13,7 +13,7 @@ exactly what an uninterrupted run would have done.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
@@ -61,7 +61,7 @@ from searchlearn.learn.rollout import (
     sorted_token_logprobs,
 )
 from searchlearn.learn.trainer import Trainer
-from searchlearn.learn.tree_rollout import TREE_ADVANTAGES, TreeShape, tree_advantages
+from searchlearn.learn.tree_rollout import TREE_ADVANTAGES, TreeShape, training_tree, tree_advantages
 from searchlearn.types import Problem
 
 
@@ -311,6 +311,8 @@ def train_grpo(
     if pool is not None:
         pool.load(meta.get("pool", {}))
 
+    drawn: dict = {}  # tree_grpo: a training tree of the last step run (returned as "tree")
+
     def step_fn(step: int) -> dict:
         t_rollout = time.time()
         rollout, record = collect(policy, problems, step, cfg, reward, pool, environment, tree_fn is not None)
@@ -324,6 +326,9 @@ def train_grpo(
         advantages = advantages_all[first : first + len(rollout.problems)]  # (n, G) this rank's groups
         if tree_fn is not None:  # per-token advantages (B, T−1) from each problem's tree; segments trained once
             advantages = tree_advantages(rollout, tree_fn)
+            if len(rollout.problems):  # the last step's first tree, for the report
+                drawn.update(step=step, prompt=rollout.problems[0].prompt,
+                             tree=asdict(training_tree(rollout, 0, tree_fn, policy.tokenizer.decode)))
         elif shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from step values
             spent, before = reward_tokens(shaping.scorer), policy.ledger.copy()
             advantages = shaping.token_advantages(rollout, advantages)
@@ -344,7 +349,8 @@ def train_grpo(
         return {**record, **{f"learn/{k}": v for k, v in stats.items()}, "time/rollout_s": t_update - t_rollout,
                 "time/update_s": time.time() - t_update}
 
-    return trainer.run(step_fn)
+    out = trainer.run(step_fn)
+    return {**out, "tree": drawn} if drawn else out
 
 
 def train_grpo_parallel(world: int, policy: TrainablePolicy, problems: Sequence[Problem], cfg: GRPOConfig,

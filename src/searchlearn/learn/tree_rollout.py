@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 import torch
 
 from searchlearn.env.tool_policy import ToolPolicy
-from searchlearn.learn.advantages import treerl_advantages, treerpo_advantages
+from searchlearn.learn.advantages import tree_values, treerl_advantages, treerpo_advantages
 from searchlearn.learn.tree import prefix_tree
-from searchlearn.types import Completion, Problem, SamplingParams
+from searchlearn.types import Completion, Problem, SamplingParams, SearchTree, Step
 
 BRANCH_AT = ("step", "surprisal")
 TREE_ADVANTAGES = {"treerl": treerl_advantages, "treerpo": treerpo_advantages}  # (parents, rewards) -> (S,)
@@ -131,6 +131,28 @@ def tree_advantages(rollout, tree_fn: Callable) -> torch.Tensor:
             first = len(rollout.prompt_ids[r]) - 1
             advantages[r, first : first + len(nodes)] = segment_advantages[nodes]
     return advantages * mask
+
+
+def training_tree(rollout, n: int, tree_fn: Callable, decode: Callable[[list[int]], str]) -> SearchTree:
+    """Problem n's tree of samples as a SearchTree the report draws (report/tree_view.py): one node per segment, its
+    text the segment's tokens, its score the segment's advantage, N the leaves under it and Q their mean outcome."""
+    G = rollout.group_size
+    rows = rollout.action_ids[n * G : (n + 1) * G]
+    sample = prefix_tree(rows)
+    rewards = sample.rewards(rollout.rewards[n].tolist())
+    values, leaves = tree_values(sample.parents, rewards)
+    advantages = tree_fn(sample.parents, rewards)
+    tree = SearchTree(rollout.problems[n].id)
+    children = {p for p in sample.parents[1:]}
+    for s in range(1, len(sample.parents)):
+        row = sample.owner[s]
+        tokens = [t for t, node in zip(rows[row], sample.node_of[row]) if node == s]
+        index = tree.add(sample.parents[s], Step(decode(tokens), len(tokens), score=float(advantages[s])))
+        node = tree.nodes[index]
+        node.visits, node.value_sum, node.terminal = int(leaves[s]), float(values[s] * leaves[s]), s not in children
+    root = tree.nodes[0]
+    root.visits, root.value_sum = int(leaves[0]), float(values[0] * leaves[0])
+    return tree
 
 
 def _token_text(tokenizer) -> Callable[[int], str]:

@@ -75,6 +75,10 @@ def build_report(out: str | Path, metrics: dict, results: dict, ks: list[int], r
     if searches:
         parts.append(("Training-time search", html.table(searches, search_cols)))
     parts += list(sections)
+    drawn = [res["learn"]["tree"] for res in results.values()
+             if isinstance(res, dict) and isinstance(res.get("learn"), dict) and res["learn"].get("tree")]
+    if drawn:
+        parts.append(training_tree_section(drawn[-1]))
     before, after = results["eval_init"]["examples"][:4], results[last_eval]["examples"][:4]
     parts.append(("The model's own words: greedy traces before and after learning", side_by_side(before, after)))
     path = out / "report.html"
@@ -113,6 +117,18 @@ def reward_section(result: dict, figure: Path) -> tuple[str, str]:
     table = html.table(rows, ["step_auc", "first_error_acc", f"rerank@{n}", "gap_closed", "outcome_auc",
                               "within_problem_auc", "ece"])
     return "Reward models against gold labels", note + table + html.image(figure, caption)
+
+
+def training_tree_section(item: dict) -> tuple[str, str]:
+    """A tree of samples tree_grpo trained on (its last step's first problem), drawn as the search trees are."""
+    tree = SearchTree.from_dict(item["tree"])
+    leaves = sum(node.terminal for node in tree.nodes)
+    return "A training tree", (
+        f"<p>The samples tree_grpo drew for <code>{_html.escape(item['prompt'].strip())}</code> at step "
+        f"{item['step']}, merged where they share a prefix: {leaves} completions, {len(tree.nodes) - 1} segments. "
+        "Each box is a segment with its advantage (score), the completions under it (N) and their mean outcome (Q); "
+        "finished completions have a dashed border. A segment is trained once, with its own advantage.</p>"
+        + tree_svg(tree, [], item["prompt"]))
 
 
 def trees_section(items: list[dict]) -> tuple[str, str]:
