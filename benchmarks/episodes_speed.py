@@ -20,21 +20,10 @@ from searchlearn.tasks.countdown import CountdownConfig, CountdownTask
 from searchlearn.types import SamplingParams
 
 
-class TurnByTurn:
-    """The policy without its inline path: run_episodes makes one engine call per turn."""
-
-    def __init__(self, policy):
-        self.policy = policy
-
-    def __getattr__(self, name):
-        if name == "inline_tools":
-            raise AttributeError(name)
-        return getattr(self.policy, name)
-
-
-def timed(policy, problems, task, params) -> tuple[float, int]:
+def timed(policy, problems, task, params, inline: bool) -> tuple[float, int]:
     start = time.perf_counter()
-    episodes = run_episodes(policy, problems, task.environment(), params, EpisodeLimits(max_tokens=params.max_new_tokens))
+    episodes = run_episodes(policy, problems, task.environment(), params, EpisodeLimits(max_tokens=params.max_new_tokens),
+                            inline=inline)
     return time.perf_counter() - start, sum(ep.model_tokens for ep in episodes)
 
 
@@ -53,8 +42,8 @@ def main() -> None:
         best = {"inline": float("inf"), "per turn": float("inf")}
         tokens = {}
         for _ in range(args.repeats):
-            for path, pol in (("inline", policy), ("per turn", TurnByTurn(policy))):
-                seconds, tokens[path] = timed(pol, problems, task, params)
+            for path, inline in (("inline", True), ("per turn", False)):
+                seconds, tokens[path] = timed(policy, problems, task, params, inline)
                 best[path] = min(best[path], seconds)
         print(json.dumps({"sampling": name, "episodes": len(problems) * params.n,
                           **{f"{k} s": round(v, 2) for k, v in best.items()},

@@ -22,18 +22,6 @@ def asking_policy() -> LocalPolicy:
     return policy
 
 
-class TurnByTurn:
-    """The same policy without the inline path: run_episodes then makes one call per turn."""
-
-    def __init__(self, policy):
-        self.policy = policy
-
-    def __getattr__(self, name):
-        if name == "inline_tools":
-            raise AttributeError(name)
-        return getattr(self.policy, name)
-
-
 def test_forced_ids_follow_a_stop_and_the_row_goes_on():
     policy = asking_policy()
     prompts = policy.encode_prompts(["3 7 25 -> 46\n", "1 2 3 -> 6\n"])
@@ -61,7 +49,7 @@ def test_inline_episodes_equal_the_turn_by_turn_ones_when_greedy():
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=80)
     limits = EpisodeLimits(max_turns=64, max_tokens=80)
     inline = run_episodes(policy, problems, TASK.environment(), params, limits)
-    turns = run_episodes(TurnByTurn(policy), problems, TASK.environment(), params, limits)
+    turns = run_episodes(policy, problems, TASK.environment(), params, limits, inline=False)
     assert sum(ep.turns for ep in inline) > len(problems)  # tools were called
     for a, b in zip(inline, turns):
         assert (a.token_ids, a.mask, a.text, a.reward, a.finish, a.turns, a.eos) == \

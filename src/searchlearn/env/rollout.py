@@ -52,17 +52,19 @@ class Episode:
 
 
 def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams,
-                 limits: EpisodeLimits = EpisodeLimits(), contexts: Sequence[list[int]] | None = None
-                 ) -> list[Episode]:
+                 limits: EpisodeLimits = EpisodeLimits(), contexts: Sequence[list[int]] | None = None,
+                 inline: bool = True) -> list[Episode]:
     """`params.n` episodes per problem (module docstring), problem-major. `contexts`: each problem's starting ids
-    (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text."""
+    (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text. `inline`:
+    one engine call for everything where the policy can answer stops inline (`_run_inline`); False forces one call
+    per turn (a benchmark's peer)."""
     envs = [make_env() for _ in problems for _ in range(params.n)]
     first = [env.reset(problems[i // params.n]) for i, env in enumerate(envs)]
     starts = policy.encode_prompts(first) if contexts is None else [list(contexts[i // params.n]) for i in
                                                                      range(len(envs))]
     episodes = [Episode(i // params.n, ids) for i, ids in enumerate(starts)]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
-    if getattr(policy, "inline_tools", False) and envs:
+    if inline and getattr(policy, "inline_tools", False) and envs:
         return _run_inline(policy, episodes, envs, replace(params, stop=stop), limits)
     active = list(range(len(episodes)))
     for turn in range(limits.max_turns):
@@ -102,21 +104,9 @@ def _run_inline(policy, episodes: list[Episode], envs: list, params: SamplingPar
         text = tokenizer.decode(tokens[turn_start[r]:])
         ep.turns += 1
         ep.text += text
-        result = env.step(text)
-        ep.info.append(result.info)
-        ep.reward += result.reward
-        if result.done:
-            ep.finish = "done"
-            return None
-        if ep.turns >= limits.max_turns:
-            ep.finish = "max_turns"
-            return None
-        observed = tokenizer.encode(result.observation)
-        if len(tokens) + len(observed) >= limits.max_tokens:
-            ep.finish, ep.reward = "budget", 0.0
-            return None
-        ep.text += result.observation
-        turn_start[r] = len(tokens) + len(observed)
+        observed = _answer(ep, env, text, len(tokens), limits, tokenizer, last=ep.turns >= limits.max_turns)
+        if observed is not None:
+            turn_start[r] = len(tokens) + len(observed)
         return observed
 
     starts = [episodes[i].prompt_ids for i in range(0, len(episodes), n)]
@@ -175,18 +165,32 @@ def _turn(ep: Episode, env: Environment, completion, limits: EpisodeLimits, toke
     ep.mask += [True] * len(tokens)
     ep.logprobs += logprobs
     ep.text += text
+    observed = _answer(ep, env, text, len(ep.token_ids), limits, tokenizer)
+    if observed is None:
+        return False
+    ep.token_ids += observed
+    ep.mask += [False] * len(observed)
+    ep.logprobs += [0.0] * len(observed)
+    return True
+
+
+def _answer(ep: Episode, env: Environment, text: str, length: int, limits: EpisodeLimits, tokenizer,
+            last: bool = False) -> list[int] | None:
+    """Step `env` with a finished turn's `text` (the episode now holds `length` tokens): the ids of the answer when
+    the episode goes on (its text added to `ep.text`), else None with `ep.finish` set: done, the turn allowed last
+    (`last`), or an answer that would reach the token budget, leaving the model no token (reward 0)."""
     result = env.step(text)
     ep.info.append(result.info)
     ep.reward += result.reward
     if result.done:
         ep.finish = "done"
-        return False
+        return None
+    if last:
+        ep.finish = "max_turns"
+        return None
     observed = tokenizer.encode(result.observation)
-    if len(ep.token_ids) + len(observed) >= limits.max_tokens:  # no room left for the model's next token
+    if length + len(observed) >= limits.max_tokens:
         ep.finish, ep.reward = "budget", 0.0
-        return False
-    ep.token_ids += observed
-    ep.mask += [False] * len(observed)
-    ep.logprobs += [0.0] * len(observed)
+        return None
     ep.text += result.observation
-    return True
+    return observed
