@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from searchlearn.learn.advantages import grpo_advantages
+from searchlearn.learn.advantages import grpo_advantages, solved_length_cost
 from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo, update
 from searchlearn.learn.losses import grpo_loss
 from searchlearn.learn.ppo import PPOConfig, action_values, prepare, train_ppo
@@ -261,3 +261,12 @@ def test_accepted_with_error_counts_solved_samples_with_a_wrong_line():
     rollout = Rollout([problem], completions, [[]] * 4, [[]] * 4, scores, scores.clone())
     assert accepted_with_error(rollout, task) == pytest.approx(2 / 3)
     assert accepted_with_error(rollout, task, limit=1) == 0.0
+
+
+def test_the_length_cost_charges_solved_samples_only():
+    scores = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    lengths = torch.tensor([[100.0, 300.0, 50.0], [400.0, 200.0, 10.0]])
+    cost = solved_length_cost(scores, lengths, max_new_tokens=400, cost=0.5)
+    assert torch.allclose(cost, torch.tensor([[0.125, 0.375, 0.0], [0.0, 0.25, 0.0]]))
+    with pytest.raises(ValueError, match="length_cost"):
+        GRPOConfig(length_cost=-0.1)

@@ -30,7 +30,7 @@ def cmd_eval(args) -> None:
     """Best-of-N evaluation of a checkpoint (searchlearn, HF directory or .gguf): greedy pass@1, maj@k, pass@k on
     held-out Countdown problems, or on a math JSONL file (--data, --task math) → OUT/metrics.json, OUT/report.html."""
     cfg = config(args)
-    task_name = args.task or ("math" if args.data else "countdown")
+    task_name = args.task or ("math" if args.data else cfg.task_name)
     if (task_name == "math") != bool(args.data):
         raise ConfigError("--data FILE.jsonl goes with --task math (and --task math needs --data)")
     samples, ks = (cfg.eval.samples, cfg.eval.ks) if args.budget is None else (args.budget, _budget_ks(args.budget))

@@ -43,7 +43,6 @@ from searchlearn.reward.pipeline import (
 )
 from searchlearn.reward.process import ConfidenceScorer
 from searchlearn.reward.selfeval import SelfEvalScorer
-from searchlearn.tasks.registry import DEFAULT_TASK
 
 LABELS_FILE = "mc_labels.json"
 
@@ -53,7 +52,7 @@ def run_disc_training(args, cfg) -> dict:
     when the policy was trained against it, the policy in OUT/policy."""
 
     torch.manual_seed(cfg.seed)
-    task = DEFAULT_TASK.build(cfg.task)
+    task = cfg.build_task()
     policy = load_policy(args.model, backend="native")
     dcfg = DiscriminatorConfig(rounds=args.rounds, problems=args.problems, samples=args.samples, d_steps=args.steps,
                                d_batch_size=args.batch_size, d_lr=args.lr, policy_steps=args.policy_steps,
@@ -81,7 +80,7 @@ def run_training(args, cfg) -> dict:
         return run_disc_training(args, cfg)
 
     torch.manual_seed(cfg.seed)
-    task = DEFAULT_TASK.build(cfg.task)
+    task = cfg.build_task()
     policy = load_policy(args.model, backend="native")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +128,7 @@ def run_training(args, cfg) -> dict:
 def run_evaluation(args, cfg) -> dict:
 
     torch.manual_seed(cfg.seed)
-    task = DEFAULT_TASK.build(cfg.task)
+    task = cfg.build_task()
     policy = load_policy(args.model, backend="native")
     problems = task.problems("test", args.problems, seed=cfg.seed + 1)
     n = args.samples

@@ -8,7 +8,6 @@ from searchlearn.distributed.runtime import workers
 from searchlearn.policy.hf import load_policy
 from searchlearn.report.curves import write_curves
 from searchlearn.search.sweep import SweepConfig, sweep
-from searchlearn.tasks.registry import DEFAULT_TASK
 
 
 def cmd_search(args) -> None:
@@ -23,7 +22,7 @@ def cmd_search(args) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from e
     policy = load_policy(args.model, backend=cfg.policy.backend, vllm=cfg.policy.vllm, seed=cfg.seed)
-    task = DEFAULT_TASK.build(cfg.task)
+    task = cfg.build_task()
     test = task.problems("test", args.problems or cfg.eval.problems, seed=cfg.seed + 1)
 
     def show(row: dict) -> None:

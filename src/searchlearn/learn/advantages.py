@@ -182,6 +182,18 @@ def overlong_penalty(lengths: torch.Tensor, max_length: int, buffer: int, factor
     return factor * torch.where(lengths > max_length, torch.full_like(lengths, -1.0), penalty)
 
 
+def solved_length_cost(scores: torch.Tensor, lengths: torch.Tensor, max_new_tokens: int, cost: float
+                       ) -> torch.Tensor:
+    """A length cost on solved samples, subtracted from the reward: cost · L / L_max where the score is 1, else 0.
+    scores, lengths: (N, G) -> (N, G).
+
+    The outcome reward pays a direct solution and one that backs off a right move and searches on alike; a policy
+    that cannot check its own arithmetic then drifts toward doubting every move (docs/learning.md, "Why GRPO lowers
+    held-out accuracy"). Charging solved samples for their length breaks that tie without paying failures for
+    giving up early."""
+    return cost * (scores >= 1).to(lengths.dtype) * lengths.float() / max_new_tokens
+
+
 # -- trees of samples: node values and segment advantages -------------------------------------------------------------
 # A tree of samples is given by `parents`: node 0 is the root (the prompt, parent −1), every other node a segment of
 # tokens whose parent comes before it (parents[i] < i); a leaf (a node without children) ends a completion and carries

@@ -40,6 +40,7 @@ from searchlearn.learn.advantages import (
     reinforce_pp_advantages,
     reinforce_pp_baseline_advantages,
     rloo_advantages,
+    solved_length_cost,
     w_reinforce_advantages,
 )
 from searchlearn.learn.data import minibatches, problem_indices
@@ -71,6 +72,7 @@ class GRPOConfig(RolloutConfig):
     max_sampling_rounds: int = 3  # DAPO refill: most rollouts drawn in one step to fill the N groups
     overlong_buffer: int = 0  # DAPO soft overlong penalty width L_cache in tokens (0 = off)
     overlong_factor: float = 1.0  # scale of the overlong penalty
+    length_cost: float = 0.0  # a solved sample's reward is 1 − length_cost · tokens / max_new_tokens (failures: 0)
     length_chunks: int = 4  # a minibatch's forward runs on this many groups of rows of similar length (less padding)
     shaping_lam: float = 1.0  # λ of the step-level GAE when `shaping` > 0 (1 = Monte-Carlo returns; dense_rewards.py)
     positive_weight: float = 0.1  # W-REINFORCE's λ: the weight of solved samples against failed ones (w_reinforce)
@@ -95,6 +97,8 @@ class GRPOConfig(RolloutConfig):
             raise ValueError("length_chunks must be >= 1")
         if not 0 <= self.shaping_lam <= 1:
             raise ValueError("shaping_lam must be in [0, 1]")
+        if self.length_cost < 0:
+            raise ValueError(f"length_cost must be >= 0, got {self.length_cost}")
         if self.target_kl < 0 or self.pool_refresh < 0:
             raise ValueError("target_kl and pool_refresh must be >= 0")
         if self.vine_rollouts < 1:
@@ -169,6 +173,9 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
         if cfg.overlong_buffer:
             penalty = overlong_penalty(lengths[-1], cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_factor)
             part.rewards = part.rewards + penalty.view_as(part.rewards)  # (N, G)
+        if cfg.length_cost:
+            part.rewards = part.rewards - solved_length_cost(part.scores, part.lengths(), cfg.max_new_tokens,
+                                                             cfg.length_cost)  # (N, G)
         if cfg.dynamic_sampling:
             part = part.select_groups(dapo_dynamic_sampling_mask(part.rewards))
             kept_groups += len(part.problems)

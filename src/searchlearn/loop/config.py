@@ -13,6 +13,7 @@ name is a config error that lists the valid ones, and no trainer ever switches o
 from __future__ import annotations
 
 import json
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from searchlearn.reward.scorers import SCORERS
 from searchlearn.reward.verifiers import OUTCOMES
 from searchlearn.search.evaluate import EvalConfig
 from searchlearn.search.registry import SEARCHERS
-from searchlearn.tasks.registry import DefaultTaskConfig
+from searchlearn.tasks.registry import TASKS, task_settings
 
 FIXED_OPTIONS = ("temperature", "max_new_tokens", "seed")  # set from SearcherConfig's own fields and the round
 
@@ -121,7 +122,8 @@ class LoopConfig:
     seed: int = 0  # seeds the held-out split (as the demo), each round's problems, searches and learners
     init_from: str | None = "runs/demo/policy"  # starting checkpoint (searchlearn or HF dir); null = initialize here
     init: InitConfig = field(default_factory=InitConfig)  # policy initialization settings, used when init_from is null
-    task: DefaultTaskConfig = field(default_factory=DefaultTaskConfig)  # the default task's settings (Countdown)
+    task_name: str = "countdown"  # the task (tasks/registry.py): countdown | code (math, humaneval: `searchlearn eval`)
+    task: Any = None  # task_name's settings (its config dataclass; None: its defaults), e.g. task.checks=tool
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
     curve: CurveConfig = field(default_factory=CurveConfig)  # learning-curve points: greedy pass@1 while learning
@@ -132,6 +134,7 @@ class LoopConfig:
     policy: PolicyConfig = field(default_factory=PolicyConfig)  # the sampling backend: native | vllm
 
     def __post_init__(self) -> None:
+        self.task = task_settings(self.task_name, self.task)
         phases = []
         for i, phase in enumerate(self.phases):
             phases.append(from_dict(PhaseConfig, phase, f"phases[{i}].") if isinstance(phase, dict) else phase)
@@ -162,6 +165,10 @@ class LoopConfig:
                 raise ConfigError(f"task.checks=tool: the preference learners ({', '.join(pairs)}) do not mask an "
                                   "environment's observations yet: use expert iteration or an online learner")
 
+    def build_task(self):
+        """The task this config trains and evaluates on."""
+        return TASKS[self.task_name].build(self.task)
+
     @property
     def rounds(self) -> int:
         return sum(p.rounds for p in self.phases)
@@ -173,14 +180,17 @@ class LoopConfig:
 
 def load_loop_config(path: str | Path | None, overrides: list[str] = (), cls: type = LoopConfig, base=None):
     """Defaults (or `base`), then the YAML file, then `key.path=value` overrides (a list index is a number:
-    phases.1.rounds=3; new keys are allowed only under a searcher's free-form `options`). Unknown keys raise
-    ConfigError. `cls` is LoopConfig or a subclass of it (the demo's DemoConfig)."""
+    phases.1.rounds=3; new keys are allowed only under a searcher's free-form `options`; `task_name` is applied first,
+    and the `task` settings of another task start from its defaults). Unknown keys raise ConfigError. `cls` is LoopConfig or a subclass of it (the demo's DemoConfig)."""
     config = load(cls, path, base=base)
     if not overrides:
         return config
     data = json.loads(json.dumps(to_dict(config)))  # plain dicts and lists
-    for assignment in overrides:
+    for assignment in sorted(overrides, key=lambda a: a.split("=", 1)[0].strip() != "task_name"):  # task_name first
+        name = data["task_name"]
         _assign(data, assignment)
+        if data["task_name"] != name:  # another task: its settings start from its own defaults
+            data["task"] = json.loads(json.dumps(to_dict(task_settings(data["task_name"]))))
     return from_dict(cls, data)
 
 

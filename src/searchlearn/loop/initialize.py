@@ -49,7 +49,9 @@ class InitConfig:
 
 
 def task_tokenizer(task: Task, size: ModelSize) -> TaskTokenizer:
-    return TaskTokenizer(task.words, max_number=task.config.max_intermediate, digits=size.digit_tokens)
+    """The task's words (and extra symbols) as single tokens, its numbers up to `task.max_number`."""
+    return TaskTokenizer(task.words, max_number=task.max_number, digits=size.digit_tokens,
+                         symbols=getattr(task, "symbols", ()))
 
 
 def build_model(size: ModelSize, tokenizer: TaskTokenizer, seed: int) -> LlamaForCausalLM:
@@ -84,7 +86,7 @@ def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
 
     def stage() -> dict:
         model = build_model(cfg.model, tokenizer, seed)
-        progress.say(f"policy initialization: {cfg.n_train} '{task.config.style}' traces, "
+        progress.say(f"policy initialization: {cfg.n_train} '{getattr(task.config, 'style', task.name)}' traces, "
                      f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.sft.steps} SFT steps")
         examples = init_examples(task, tokenizer, cfg.n_train, seed, cfg.model.max_position_embeddings, cfg.drills)
         if len(examples) < cfg.n_train:

@@ -41,7 +41,6 @@ from searchlearn.report.metrics import write_json
 from searchlearn.search.budget import Budget
 from searchlearn.search.evaluate import evaluate, headline
 from searchlearn.search.registry import SEARCHERS
-from searchlearn.tasks.registry import DEFAULT_TASK
 from searchlearn.types import Problem
 
 
@@ -98,7 +97,7 @@ class Trained:
 def train(cfg: LoopConfig, run: Run) -> Trained:
     """Initial policy (`init_from`, or policy initialization here), its held-out evaluation, then every round:
     search → reward → learn → evaluate, each a resumable stage of `run`."""
-    task = DEFAULT_TASK.build(cfg.task)
+    task = cfg.build_task()
     ks = list(cfg.eval.ks)
     run.plan(stage_names(cfg))
     current = Path(cfg.init_from) if cfg.init_from else initialize(run, task, cfg.init, cfg.seed)

@@ -21,11 +21,14 @@ DIGIT_PATTERN = r"\d|[A-Za-z]+|\s|."
 class TaskTokenizer:
     """encode(text) -> ids and decode(ids) -> text over a fixed vocabulary: specials, symbols, words, numbers."""
 
-    def __init__(self, words: tuple[str, ...] = (), max_number: int = 999, digits: bool = False):
+    def __init__(self, words: tuple[str, ...] = (), max_number: int = 999, digits: bool = False,
+                 symbols: tuple[str, ...] = ()):
         self.words = tuple(words)
+        self.symbols = tuple(symbols)  # a task's characters beyond SYMBOLS (the code task's "[", "]", "%", "<")
         self.digits = digits
         self.max_number = 9 if digits else max_number
-        vocab = list(SPECIALS) + list(SYMBOLS) + list(self.words) + [str(i) for i in range(self.max_number + 1)]
+        vocab = (list(SPECIALS) + list(SYMBOLS) + list(self.symbols) + list(self.words)
+                 + [str(i) for i in range(self.max_number + 1)])
         if len(set(vocab)) != len(vocab):
             raise ValueError("tokenizer vocabulary has duplicates (a word repeats a symbol or number?)")
         self.vocab = {piece: i for i, piece in enumerate(vocab)}
@@ -59,7 +62,8 @@ class TaskTokenizer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "searchlearn_tokenizer.json").write_text(
-            json.dumps({"words": list(self.words), "max_number": self.max_number, "digits": self.digits})
+            json.dumps({"words": list(self.words), "max_number": self.max_number, "digits": self.digits,
+                        **({"symbols": list(self.symbols)} if self.symbols else {})})
         )
         self._tok.save(str(directory / "tokenizer.json"))
         (directory / "tokenizer_config.json").write_text(
@@ -79,4 +83,5 @@ class TaskTokenizer:
     @classmethod
     def load(cls, directory: str | Path) -> TaskTokenizer:
         spec = json.loads((Path(directory) / "searchlearn_tokenizer.json").read_text())
-        return cls(words=tuple(spec["words"]), max_number=spec["max_number"], digits=spec.get("digits", False))
+        return cls(words=tuple(spec["words"]), max_number=spec["max_number"], digits=spec.get("digits", False),
+                   symbols=tuple(spec.get("symbols", ())))

@@ -119,6 +119,11 @@ class CountdownTask:
     def __init__(self, config: CountdownConfig | None = None):
         self.config = config if config is not None else CountdownConfig()
 
+    @property
+    def max_number(self) -> int:
+        """Numbers up to this are one token each (TaskTokenizer)."""
+        return self.config.max_intermediate
+
     def prompt(self, problem: Problem) -> str:
         return make_prompt(problem.data["nums"], problem.data["target"])
 
