@@ -108,7 +108,10 @@ class Environment(Protocol):
     """A multi-turn episode, gym-like (SkyRL-Gym's init/step, TRL's environment_factory): `reset` starts it on a
     problem and returns the first observation (the prompt); each model turn's text goes to `step`, whose observation
     the rollout appends as token ids, masked out of every loss, before the model goes on. `done` ends the episode;
-    its `reward` is the episode's outcome (env/rollout.py sums the rewards of all steps)."""
+    its `reward` is the episode's outcome (env/rollout.py sums the rewards of all steps).
+
+    Optional: `batched = True` with a static `prefetch(envs, actions)` makes the rollout step turn by turn and hand
+    it every action of a turn before the `step` calls, to do their work in one batch (the code task's sandbox runs)."""
 
     def reset(self, problem: Problem) -> str: ...
 

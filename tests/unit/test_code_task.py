@@ -160,3 +160,16 @@ def test_the_tokenizer_keeps_the_task_symbols(tmp_path, task):
     tokenizer.save(tmp_path)
     assert TaskTokenizer.load(tmp_path).encode(text) == ids
     assert TaskTokenizer().encode("[") == [TaskTokenizer().unk_id]  # not in the default alphabet
+
+
+def test_a_turn_of_many_episodes_runs_its_programs_in_one_batch(task, monkeypatch):
+    calls = []
+    run_batch = task._pool.run_batch
+    monkeypatch.setattr(task._pool, "run_batch", lambda jobs, **kw: calls.append(len(jobs)) or run_batch(jobs, **kw))
+    tokenizer = TaskTokenizer(task.words, symbols=task.symbols)
+    problems = task.problems("train", 8, seed=11)
+    turns = ["run def f(x): return [v + 1 for v in x] ?", "run def f(x): return [v * 3 for v in x] ?", ""]
+    episodes = run_episodes(TurnScript(tokenizer, turns), problems, task.environment(),
+                            SamplingParams(temperature=0.0, max_new_tokens=100))
+    assert [ep.turns for ep in episodes] == [3] * 8
+    assert calls == [8, 8]  # one batch per turn that ran programs; the verdicts then come from the cache

@@ -64,7 +64,8 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
                                                                      range(len(envs))]
     episodes = [Episode(i // params.n, ids) for i, ids in enumerate(starts)]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
-    if inline and getattr(policy, "inline_tools", False) and envs:
+    batched = envs and getattr(envs[0], "batched", False)  # steps a turn at a time, its work prefetched in one batch
+    if inline and not batched and getattr(policy, "inline_tools", False) and envs:
         return _run_inline(policy, episodes, envs, replace(params, stop=stop), limits)
     active = list(range(len(episodes)))
     for turn in range(limits.max_turns):
@@ -78,6 +79,10 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
         turn_params = replace(params, n=n, stop=stop, max_new_tokens=min(params.max_new_tokens, room),
                               seed=None if params.seed is None else params.seed + 7919 * turn)
         completions = policy.generate_ids([list(c) for c in contexts], turn_params)
+        if batched:
+            pending = [(envs[e], completions[c * n + k].text) for c, members in enumerate(contexts.values())
+                       for k, e in enumerate(members)]
+            type(envs[0]).prefetch([env for env, _ in pending], [text for _, text in pending])
         still = []
         for c, members in enumerate(contexts.values()):
             for k, e in enumerate(members):

@@ -57,7 +57,7 @@ class CodeConfig:
     retry: float = 0.5  # share of initialization traces whose first program is a near miss, run and then fixed
     max_runs: int = 4  # runs per episode; a program after the last one ends it unrun (then verified)
     max_number: int = 999  # numbers up to this are one token each
-    timeout_s: float = 5.0  # sandbox wall clock per program
+    timeout_s: float = 1.0  # wall clock per program (each forked in a sandbox run of many: sandbox/forked.py)
     workers: int = 0  # programs run at once (0: one per CPU core)
 
     def __post_init__(self) -> None:
@@ -157,7 +157,7 @@ class CodeTask:
         if todo:
             marker = f"@{secrets.token_hex(8)}@"
             jobs = [harness(code, p.data["visible"], p.data["hidden"], marker) for (_, code), p in todo.items()]
-            for key, result in zip(todo, self._pool.run(jobs)):
+            for key, result in zip(todo, self._pool.run_batch(jobs, per_program_s=self.config.timeout_s)):
                 lines = [line[len(marker):] for line in result.stdout.splitlines() if line.startswith(marker)]
                 self._runs[key] = (lines[0], lines[1]) if result.ok and len(lines) == 2 else ("error", "error")
         return [self._runs[(p.id, c)] for p, c in zip(problems, codes)]
@@ -229,9 +229,13 @@ def parse_program(source: str) -> Program:
 class CodeEnv:
     """contracts.Environment for the code task: a turn ending in "?" runs its program on the visible examples and
     reads the result (a turn with no program before its "?" reads "error"); a turn without "?", or a run request
-    after `max_runs` runs, ends the episode with the verifier's verdict on the last program."""
+    after `max_runs` runs, ends the episode with the verifier's verdict on the last program.
+
+    `batched`: episodes step turn by turn, and `prefetch` runs every program a turn's steps will need in one batch
+    (env/rollout.py), instead of a sandbox run per tool call."""
 
     stop = ("?",)
+    batched = True
 
     def __init__(self, task: CodeTask):
         self.task = task
@@ -241,6 +245,14 @@ class CodeEnv:
     def reset(self, problem: Problem) -> str:
         self.problem, self.completion, self.runs = problem, "", 0
         return problem.prompt
+
+    @staticmethod
+    def prefetch(envs: Sequence[CodeEnv], actions: Sequence[str]) -> None:
+        """Run the programs that `env.step(action)` will run or verify, for every pair, in one batch (cached)."""
+        pairs = [(env.problem, program_of(env.completion + action)) for env, action in zip(envs, actions)]
+        pairs = [(p, c) for p, c in pairs if p is not None and c is not None]
+        if pairs:
+            envs[0].task.run_many([p for p, _ in pairs], [c for _, c in pairs])
 
     def step(self, action: str) -> StepResult:
         if self.problem is None:
