@@ -13,9 +13,9 @@ name is a config error that lists the valid ones, and no trainer ever switches o
 from __future__ import annotations
 
 import json
-from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from searchlearn.config import ConfigError, from_dict, load, parse_value, to_dict
 from searchlearn.learn.dpo import DPOConfig
@@ -181,7 +181,8 @@ class LoopConfig:
 def load_loop_config(path: str | Path | None, overrides: list[str] = (), cls: type = LoopConfig, base=None):
     """Defaults (or `base`), then the YAML file, then `key.path=value` overrides (a list index is a number:
     phases.1.rounds=3; new keys are allowed only under a searcher's free-form `options`; `task_name` is applied first,
-    and the `task` settings of another task start from its defaults). Unknown keys raise ConfigError. `cls` is LoopConfig or a subclass of it (the demo's DemoConfig)."""
+    and the `task` settings of another task start from its defaults). Unknown keys raise ConfigError. `cls` is
+    LoopConfig or a subclass of it (the demo's DemoConfig)."""
     config = load(cls, path, base=base)
     if not overrides:
         return config

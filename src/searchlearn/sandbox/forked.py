@@ -79,7 +79,8 @@ def run_forked(programs: Sequence[str], config: SandboxConfig | None = None, per
     if not programs:
         return []
     marker = f"@{secrets.token_hex(8)}@"
-    job = json.dumps({"marker": marker, "seconds": per_program_s, "head": config.head_bytes, "programs": list(programs)})
+    job = json.dumps({"marker": marker, "seconds": per_program_s, "head": config.head_bytes,
+                      "programs": list(programs)})
     budget = replace(config, timeout_s=config.timeout_s + per_program_s * len(programs),
                      cpu_s=config.cpu_s + int(per_program_s * len(programs)) + 1,
                      head_bytes=(config.head_bytes + 256) * len(programs) + 4096,

@@ -51,8 +51,8 @@ def task_settings(name: str, value: Any = None) -> Any:
     if dataclasses.is_dataclass(value):
         value = dataclasses.asdict(value)
     own = {f.name for f in dataclasses.fields(spec.config)}
-    others = {k: v for other in TASKS.items() if other[1] is not spec
-              for k, v in dataclasses.asdict(other[1].config()).items() if k not in own}
+    others = {k: v for _, other in TASKS.items() if other is not spec
+              for k, v in dataclasses.asdict(other.config()).items() if k not in own}
     stray = sorted(k for k, v in value.items() if k not in own and (k not in others or others[k] != _plain(v)))
     if stray:
         raise ConfigError(f"task.{stray[0]} is not a setting of task {name!r}; its settings: {', '.join(sorted(own))}")
