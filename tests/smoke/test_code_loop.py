@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_loop_runs_on_the_code_task(tmp_path, cli):
     proc = cli("loop", str(ROOT / "configs" / "loop_code.yaml"), "--out", str(tmp_path),
                "--set", "init.model.hidden_size=64", "--set", "init.model.num_hidden_layers=2",
-               "--set", "init.model.intermediate_size=192", "--set", "init.n_train=600",
-               "--set", "init.sft.steps=150", "--set", "init.sft.compile=false", "--set", "phases.0.rounds=1",
+               "--set", "init.model.intermediate_size=192", "--set", "init.n_train=300",
+               "--set", "init.sft.steps=80", "--set", "init.sft.compile=false", "--set", "phases.0.rounds=1",
                "--set", "phases.0.grpo.steps=2", "--set", "phases.0.grpo.prompts_per_step=4",
                "--set", "phases.0.grpo.group_size=4", "--set", "eval.problems=12", "--set", "curve.problems=12")
     assert proc.returncode == 0, proc.stderr

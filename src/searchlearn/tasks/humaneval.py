@@ -84,8 +84,9 @@ class HumanEvalTask:
         return self.verify_batch([problem], [text])[0]
 
     def verify_batch(self, problems: Sequence[Problem], texts: Sequence[str]) -> list[Verdict]:
-        """Each completion's tests, run in the sandbox pool."""
-        results = self._pool.run([program(p, t) for p, t in zip(problems, texts)])
+        """Each completion's tests, run in the sandbox pool (many to a sandbox run, each forked apart: forked.py)."""
+        results = self._pool.run_batch([program(p, t) for p, t in zip(problems, texts)],
+                                       per_program_s=self.config.sandbox.timeout_s)
         return [Verdict(1.0, "passed") if r.ok else Verdict(0.0, _reason(r)) for r in results]
 
     def answer_key(self, problem: Problem, text: str) -> str | None:
@@ -100,5 +101,5 @@ class HumanEvalTask:
 def _reason(result) -> str:
     if result.status in ("timeout", "killed"):
         return f"{result.status}: {result.reason}"
-    last = (result.stderr.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
+    last = ((result.stderr or result.stdout).strip().splitlines() or [f"exit {result.exit_code}"])[-1]
     return f"failed: {last[:200]}"
