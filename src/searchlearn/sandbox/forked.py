@@ -3,8 +3,9 @@
 A fresh interpreter under bwrap costs 20–40 ms (docs/environments.md); the code task's programs run in microseconds,
 and an RL step runs hundreds of them. `run_forked(programs, config, per_program_s)` starts one sandboxed supervisor
 (`run_program`, with every limit and the isolation of a single program) and hands it the programs as data on stdin.
-For each one it forks a child that runs it with its stdout and stderr on a pipe, reads the first `head_bytes` of
-them, kills the child at `per_program_s`, and prints one JSON line behind a fresh nonce (so that a program's own
+For each one it writes the program to a file and forks a child that runs that file as a script (`runpy`, as
+`python FILE` would), with its stdout and stderr on a pipe; it reads the first `head_bytes` of them, kills the child at
+`per_program_s`, and prints one JSON line behind a fresh nonce (so that a program's own
 prints cannot pass for a result). A child is a fork, not a thread: a program cannot touch the next one's state.
 Whatever ends the supervisor early (a program that kills it, exhausts its limits or floods its output) costs only
 speed: the programs without a result run again one at a time with `run_program`.
@@ -21,10 +22,13 @@ from searchlearn.sandbox.limits import RunResult, SandboxConfig
 from searchlearn.sandbox.run import run_program
 
 SUPERVISOR = r"""
-import json, os, select, signal, sys, time
+import json, os, runpy, select, signal, sys, time
 job = json.load(sys.stdin)
 marker, limit, head = job["marker"], job["seconds"], job["head"]
 for i, source in enumerate(job["programs"]):
+    path = f"program_{i}.py"
+    with open(path, "w") as f:
+        f.write(source)
     r, w = os.pipe()
     start = time.monotonic()
     pid = os.fork()
@@ -35,7 +39,7 @@ for i, source in enumerate(job["programs"]):
         os.close(w)
         status = 0
         try:
-            exec(compile(source, "<program>", "exec"), {"__name__": "__main__"})
+            runpy.run_path(path, run_name="__main__")  # the file as a script, as `python program_i.py` runs it
         except SystemExit as e:
             status = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
         except BaseException:
@@ -63,6 +67,7 @@ for i, source in enumerate(job["programs"]):
         os.kill(pid, signal.SIGKILL)
     _, code = os.waitpid(pid, 0)
     os.close(r)
+    os.remove(path)
     status = ("timeout" if timed_out else "ok" if os.WIFEXITED(code) and os.WEXITSTATUS(code) == 0
               else "error" if os.WIFEXITED(code) else "killed")
     print(marker + json.dumps({"i": i, "status": status, "exit_code": os.WEXITSTATUS(code) if os.WIFEXITED(code)
