@@ -26,8 +26,9 @@ from searchlearn.types import SamplingParams
 FINAL = re.compile(r"^(\d+)([-+*/])(\d+)=(\d+) vs \d+ (?:yes|no)$", re.MULTILINE)  # a final move line
 
 
-def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: int, corrections: float) -> dict:
-    task = CountdownTask(CountdownConfig(checks=checks, corrections=corrections))
+def measure(path: str, checks: str, problems: int, max_new_tokens: int, seed: int, corrections: float,
+            verdict: str = "model") -> dict:
+    task = CountdownTask(CountdownConfig(checks=checks, corrections=corrections, verdict=verdict))
     policy = load_local(path)
     out = {"model": path, "checks": checks}
     for split in ("test", "train"):
@@ -58,10 +59,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--corrections", type=float, default=0.2, help="task.corrections (the traces' slips; not the "
                    "evaluation's: kept so that the task is the checkpoint's own)")
+    p.add_argument("--verdict", default="model", choices=("model", "tool"), help="task.verdict: who writes the last "
+                   "move's verdict (\"tool\": the checkpoint calls \"last a∘b T ?\")")
     args = p.parse_args()
     for spec in args.models:
         path, _, checks = spec.rpartition(":")
-        print(json.dumps(measure(path, checks, args.problems, args.max_new_tokens, args.seed, args.corrections)),
+        print(json.dumps(measure(path, checks, args.problems, args.max_new_tokens, args.seed, args.corrections,
+                                 args.verdict)),
               flush=True)
 
 

@@ -313,7 +313,7 @@ CONFIGS = [(style, backtrack, check) for style in ("optimal", "search") for back
 
 @pytest.mark.parametrize("style, backtrack, check", CONFIGS)
 def test_traces_verify_and_label(style, backtrack, check):
-    tokenizer = TaskTokenizer(words=CountdownTask.words, max_number=999)
+    tokenizer = TaskTokenizer(words=CountdownTask().words, max_number=999)
     rng = random.Random(7)
     for k in (2, 3, 4):
         task = CountdownTask(CountdownConfig(k=k, style=style, backtrack=backtrack, verify=check, corrections=0.0))
@@ -433,7 +433,7 @@ def test_steps_split():
     assert steps("a\nb\n") == ["a\n", "b\n"]
     assert steps("a\n\nb") == ["a\n", "\n", "b"]
     assert CountdownTask.step_delimiter == "\n"
-    assert CountdownTask.words == ("answer", "check", "back", "no", "yes", "ok", "vs", "try", "need")
+    assert CountdownTask().words == ("answer", "check", "back", "no", "yes", "ok", "vs", "try", "need")
 
 
 def test_checked_reward_pays_only_for_right_answers_reached_without_a_wrong_line():
@@ -469,7 +469,7 @@ def test_forward_trace_hand_computed():
 
 def test_forward_traces_verify_label_and_catch_their_slips():
     task = CountdownTask(CountdownConfig(checks="forward", corrections=0.5))
-    tokenizer = TaskTokenizer(words=CountdownTask.words, max_number=999)
+    tokenizer = TaskTokenizer(words=CountdownTask().words, max_number=999)
     rng, slips = random.Random(1), 0
     for p in task.problems("train", 200, seed=6):
         segments = task.trace_segments(p, rng)

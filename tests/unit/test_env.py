@@ -12,7 +12,7 @@ from searchlearn.env import EpisodeLimits, HermesParser, TagParser, ToolEnv, cal
 from searchlearn.learn.sft import trace_example
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.tasks.countdown import WORDS, CountdownConfig, CountdownTask
-from searchlearn.tasks.countdown_tool import countdown_env, need_tool
+from searchlearn.tasks.countdown_tool import countdown_env, last_tool, need_tool
 from searchlearn.types import Completion, SamplingParams, ToolCall
 
 
@@ -142,6 +142,54 @@ def test_solver_traces_replayed_through_the_environment_get_the_same_tool_answer
         assert ep.text == "".join(piece for piece, _ in segments) and ep.reward == 1.0
         failing_checks += ep.text.count(" no\nback")
     assert failing_checks > 0  # the slips caught by the calculator are among them
+
+
+def test_the_last_tool_computes_the_move_and_the_verdict():
+    """`last a∘b T`: the result under Countdown's rules ("-" where the move is not allowed) and whether it is T."""
+    last = last_tool().fn
+    assert last("12+7", 19) == "19 yes" and last("12*7", 19) == "84 no"
+    assert last("5-7", 19) == "- no" and last("8/3", 2) == "- no" and last("8/4", 2) == "2 yes"
+    with pytest.raises(ValueError):
+        last("12+(7)", 19)  # one move, not an expression: the tool parses, it never evaluates
+
+
+def test_tool_verdict_traces_replay_and_leave_no_verdict_to_the_model():
+    """With `verdict: tool` every final move is the environment's: replayed turn by turn, the episode rebuilds the
+    trace exactly, each "yes|no" after a target sits in an answer the model does not write, and the gold values of
+    the caught slips' final lines are 0 while the trace still ends solved."""
+    task = CountdownTask(CountdownConfig(checks="tool", corrections=1.0, verdict="tool"))
+    assert "last" in task.words
+    tokenizer = TaskTokenizer(task.words, digits=True)
+    caught = 0
+    for i, problem in enumerate(task.problems("train", 30, seed=6)):
+        segments = task.trace_segments(problem, random.Random(i))
+        text = "".join(piece for piece, _ in segments)
+        finals = [line for line in text.split("\n") if line.startswith("last ")]
+        assert finals and not any(" vs " in line for line in text.split("\n"))
+        for k, (piece, trained) in enumerate(segments):
+            if k and segments[k - 1][0].startswith("last "):
+                assert not trained and piece.endswith((" yes", " no"))
+        turns, turn = [], ""
+        for k, (piece, _) in enumerate(segments):
+            if k and segments[k - 1][0].endswith("?"):
+                turns.append(turn)
+                turn = ""
+            else:
+                turn += piece
+        turns.append(turn)
+        [ep] = run_episodes(TurnScript(tokenizer, turns), [problem], lambda: countdown_env(task),
+                            SamplingParams(temperature=0.0), EpisodeLimits(max_tokens=10_000))
+        assert ep.text == text and ep.reward == 1.0
+        values = task.gold_step_values(problem, text)
+        lines = task.steps(text)
+        for line, value in zip(lines, values):
+            if line.startswith("last "):
+                assert value == float(line.rstrip().endswith("yes"))
+                caught += line.rstrip().endswith("no")
+        assert values[-1] == 1.0
+    assert caught > 0
+    with pytest.raises(ValueError, match="checks='tool'"):
+        CountdownConfig(verdict="tool")
 
 
 def test_an_observation_that_would_overflow_ends_the_episode(tool_task):

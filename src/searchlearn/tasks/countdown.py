@@ -113,11 +113,15 @@ class CountdownTask:
     """The Task contract (docs/DESIGN.md) for Countdown: problems, verifier, step format, traces, gold process labels."""
 
     name = "countdown"
-    words = WORDS  # the words the traces use: each one token for TaskTokenizer
     step_delimiter = "\n"
 
     def __init__(self, config: CountdownConfig | None = None):
         self.config = config if config is not None else CountdownConfig()
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        """The words the traces use: each one token for TaskTokenizer ("last" only for the tool's final move)."""
+        return WORDS + ("last",) if self.config.verdict == "tool" else WORDS
 
     @property
     def max_number(self) -> int:

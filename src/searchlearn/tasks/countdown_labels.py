@@ -16,6 +16,7 @@ from searchlearn.types import Problem
 _N = r"\d{1,6}"
 _LIST = rf"({_N}(?: {_N})*)"
 _OP_LINE = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})(?: \| {_LIST}| vs {_N} (yes|no))", re.ASCII)
+_LAST_LINE = re.compile(rf"last ({_N}[-+*/]{_N}) ({_N}) \? ({_N}|-) (yes|no)", re.ASCII)  # the tool's final move
 _BACK_LINE = re.compile(rf"back \| {_LIST}", re.ASCII)
 _CHECK_LINE = re.compile(r"check (.*?)(?: \? (?:\d+|-))? (ok|no)")  # "check E=T ok", or the tool's "check E ? V ok"
 _ARITHMETIC = re.compile(rf"({_N}) ?([-+*/]) ?({_N}) ?= ?({_N})", re.ASCII)  # the "a op b = c" head of a line
@@ -46,7 +47,7 @@ def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 
     seen = {tuple(sorted(nums))}
     out: list[float] = []
     for step in steps(text):
-        line = step.strip()
+        line = _as_op_line(step.strip())
         value = 0.0
         if line.startswith("check") or line.startswith("answer"):
             m = _CHECK_LINE.fullmatch(line)
@@ -74,6 +75,13 @@ def gold_step_values(problem: Problem, completion: str, max_intermediate: int = 
             state, parent = None, None
         out.append(value)
     return out
+
+
+def _as_op_line(line: str) -> str:
+    """A tool's final move "last a∘b T ? c yes|no" as the line the model would write, "a∘b=c vs T yes|no" (an
+    illegal move, "-", stays as it is and is invalid)."""
+    m = _LAST_LINE.fullmatch(line)
+    return f"{m[1]}={m[3]} vs {m[2]} {m[4]}" if m and m[3] != "-" else line
 
 
 def _slot_values(text: str) -> list[int | None]:
@@ -199,7 +207,7 @@ def step_marks(problem: Problem, completion: str, max_intermediate: int = 999) -
 
 def _written_state(line: str) -> tuple[int, ...] | None:
     """The state (sorted numbers left) a line writes: "a op b=c | L" and "back | L" write L, a final line its result."""
-    line = line.strip()
+    line = _as_op_line(line.strip())
     if m := _OP_LINE.fullmatch(line):
         return tuple(sorted(int(x) for x in m[5].split())) if m[5] is not None else (int(m[4]),)
     if m := _BACK_LINE.fullmatch(line):

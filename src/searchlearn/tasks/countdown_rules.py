@@ -37,6 +37,9 @@ class CountdownConfig:
     #                       multi-turn environment of countdown_tool)
     calculator: bool = False  # with checks "tool": the check line asks a calculator tool ("check EXPR ? V ok|no")
     #                           and half the slips carry their wrong value into the moves, where the check catches it
+    verdict: str = "model"  # who writes the last move's result and verdict: "model" ("9+8=17 vs 17 yes") or, with
+    #                         checks "tool", "tool" (the model calls "last 9+8 17 ?", the environment answers
+    #                         "17 yes"): no verdict on the target is then held as a prior (docs/learning.md, item 12)
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 5:
@@ -58,6 +61,10 @@ class CountdownConfig:
             raise ValueError(f"checks must be 'need', 'forward' or 'tool', got {self.checks!r}")
         if self.calculator and self.checks != "tool":
             raise ValueError("calculator checks are a tool: they need checks='tool'")
+        if self.verdict not in ("model", "tool"):
+            raise ValueError(f"verdict must be 'model' or 'tool', got {self.verdict!r}")
+        if self.verdict == "tool" and self.checks != "tool":
+            raise ValueError("a tool verdict is a tool call: it needs checks='tool'")
 
 
 # -- verifier: a whitelist tokenizer and a recursive-descent parser, never eval ----------------------------------

@@ -8,6 +8,10 @@ Held-out targets fail on the arithmetic that takes the target as an operand (doc
            \\____________/\\______________/
             the model's call  the tool's answer (an observation: untrained, masked out of every loss)
 
+    last 25+21 46 ? 46 yes
+         \_________/\_____/
+          the call   the result and the verdict (an observation), with `task.verdict=tool`
+
     check 25+(7*3) ? 46 ok
           \\__________/\\___/
           the call     the calculator's answer (an observation); the model compares it with the target
@@ -20,9 +24,13 @@ move "= T" that was not): the traces teach "no" and a "back" to the try's state 
 
 from __future__ import annotations
 
+import re
+
 from searchlearn.env import TagParser, Tool, ToolEnv, tool
 from searchlearn.tasks.countdown_rules import check_answer
-from searchlearn.tasks.countdown_solver import needs
+from searchlearn.tasks.countdown_solver import apply_op, needs
+
+_MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})", re.ASCII)
 
 
 def need_tool(max_intermediate: int = 999) -> Tool:
@@ -35,6 +43,18 @@ def need_tool(max_intermediate: int = 999) -> Tool:
     return tool(need)
 
 
+def last_tool() -> Tool:
+    def last(move: str, target: int) -> str:
+        """The result of the last move a∘b ("-": not a legal move) and whether it is the target: "V yes|no"."""
+        m = _MOVE.fullmatch(move)
+        if m is None:
+            raise ValueError(f"a move is a∘b with ∘ one of + - * /, got {move!r}")
+        value = apply_op(int(m[1]), m[2], int(m[3]))
+        return f"{'-' if value is None else value} {'yes' if value == target else 'no'}"
+
+    return tool(last)
+
+
 def check_tool() -> Tool:
     def check(expr: str) -> str:
         """The exact value of an arithmetic expression ("-": none)."""
@@ -44,9 +64,9 @@ def check_tool() -> Tool:
 
 
 def countdown_env(task, max_observation_chars: int = 64) -> ToolEnv:
-    """The environment of tool-check traces (a CountdownTask with checks "tool"): the `need` and `check` tools behind
-    the tag protocol "need T x ?" / "check EXPR ?"."""
+    """The environment of tool-check traces (a CountdownTask with checks "tool"): the `need`, `last` and `check` tools
+    behind the tag protocol "need T x ?" / "last a∘b T ?" / "check EXPR ?"."""
     if task.config.checks != "tool":
         raise ValueError(f"countdown_env needs task.checks=tool, got {task.config.checks!r}")
-    return ToolEnv(task, [need_tool(task.config.max_intermediate), check_tool()], TagParser(["need", "check"]),
-                   max_observation_chars)
+    tools = [need_tool(task.config.max_intermediate), last_tool(), check_tool()]
+    return ToolEnv(task, tools, TagParser([t.name for t in tools]), max_observation_chars)

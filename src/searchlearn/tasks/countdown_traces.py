@@ -8,6 +8,8 @@ One step per line ("\\n" is the step delimiter):
     "try 9: need 8 26 - - - 153 | 4 2 -> 6 2 8 yes"      ... 4*2 = 8 is: 8 = 17-9, so 8+9 makes 17
     "4*2=8 | 9 8"           a op b = c, then the numbers left: the unused ones in their order, c last
     "9+8=17 vs 17 yes"      a move that leaves one number, the target restated beside it, and whether they are equal
+    "last 9+8 17 ? 17 yes"  the same with `verdict: tool`: the model calls the move and the target, the environment
+                            answers with the result and the verdict (untrained)
     "back | 4 9 2"          return to a state seen earlier, restated
     "check 9+(4*2)=17 ok"   the expression the path built, and its value
     "answer 9+(4*2)"        the final answer: what the verifier reads
@@ -86,7 +88,13 @@ class _Writer:
         expr_a = rest.pop([v for v, _ in rest].index(a))[1]
         expr_b = rest.pop([v for v, _ in rest].index(b))[1]
         new = rest + [(c, f"{_wrap(expr_a)}{op}{_wrap(expr_b)}")]
-        tail = f" | {_numbers(new)}" if len(new) > 1 else (f" vs {self.target} " + ("yes" if c == self.target else "no"))
+        verdict = "yes" if c == self.target else "no"
+        if len(new) == 1 and self.config.verdict == "tool":  # the environment computes the last move and compares
+            self.write(f"last {a}{op}{b} {self.target} ?")
+            self.write(f" {c} {verdict}", trained=False)
+            self.write("\n")
+            return new
+        tail = f" | {_numbers(new)}" if len(new) > 1 else f" vs {self.target} {verdict}"
         self.write(f"{a}{op}{b}=")
         self.write(str(c), trained=not fabricated)
         self.write(f"{tail}\n")
