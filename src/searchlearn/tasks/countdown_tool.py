@@ -9,7 +9,7 @@ Held-out targets fail on the arithmetic that takes the target as an operand (doc
             the model's call  the tool's answer (an observation: untrained, masked out of every loss)
 
     last 25+21 46 ? 46 yes
-         \_________/\_____/
+         \\_________/\\_____/
           the call   the result and the verdict (an observation), with `task.verdict=tool`
 
     check 25+(7*3) ? 46 ok

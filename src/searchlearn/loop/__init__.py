@@ -1,0 +1,1 @@
+"""The search-and-learn loop: its config, learners, rounds, resumable stages, learning curve and initialization."""
