@@ -18,7 +18,7 @@ from searchlearn.reward.scorers import make_scorer
 from searchlearn.search.evaluate import evaluate
 from searchlearn.search.sweep import SweepConfig, result_row, run_strategy
 from searchlearn.tasks.math import MathDataError, MathTask
-from searchlearn.tasks.registry import TASKS
+from searchlearn.tasks.registry import task_spec
 
 
 def _budget_ks(n: int) -> tuple[int, ...]:
@@ -37,7 +37,7 @@ def cmd_eval(args) -> None:
     if samples < 1:
         raise ConfigError(f"--budget must be >= 1, got {samples}")
     try:
-        spec = TASKS[task_name]
+        spec = task_spec(task_name)
         task = (MathTask.from_file(args.data) if task_name == "math"
                 else spec.build(cfg.task if isinstance(cfg.task, spec.config) else None))
         test = task.problems("test", cfg.eval.problems, seed=cfg.seed + 1)

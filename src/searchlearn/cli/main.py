@@ -81,8 +81,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="checkpoint directory (runs/demo/policy, a Hugging Face "
                                                   "checkpoint) or a .gguf file")
     p.add_argument("--data", help="JSONL file of math problems (GSM8K or MATH form), with --task math")
-    p.add_argument("--task", choices=TASKS.names(), help="default: math with --data, else the "
-                   "config's task_name (countdown)")
+    p.add_argument("--task", help=f"{', '.join(TASKS.names())} or your own, path/to/file.py:Class (default: math "
+                   "with --data, else the config's task_name, countdown)")
     p.add_argument("--budget", type=int, help="samples per problem N (pass@k and maj@k for k = 1, 2, 4, ..., N)")
     p.add_argument("--backend", choices=("auto", "native", "transformers", "vllm"), default="auto",
                    help="the project's engine (native), transformers' generate, auto (native where it applies) or "

@@ -12,18 +12,19 @@ name is a config error that lists the valid ones, and no trainer ever switches o
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from searchlearn.config import ConfigError, from_dict, load, parse_value, to_dict
+from searchlearn.config import ConfigError, from_dict, load, parse_value, read_yaml, to_dict
 from searchlearn.learn.dpo import DPOConfig
 from searchlearn.learn.grpo import GRPOConfig
 from searchlearn.learn.ppo import PPOConfig
 from searchlearn.learn.sft import SFTConfig
 from searchlearn.loop.curve import CurveConfig
-from searchlearn.loop.initialize import InitConfig
+from searchlearn.loop.initialize import INIT_MEMBERS, InitConfig
 from searchlearn.loop.learners import LEARNERS
 from searchlearn.policy.vllm_policy import VLLMOptions
 from searchlearn.report.sinks import SINKS
@@ -31,7 +32,7 @@ from searchlearn.reward.scorers import SCORERS
 from searchlearn.reward.verifiers import OUTCOMES
 from searchlearn.search.evaluate import EvalConfig
 from searchlearn.search.registry import SEARCHERS
-from searchlearn.tasks.registry import TASKS, task_settings
+from searchlearn.tasks.registry import task_settings, task_spec
 
 FIXED_OPTIONS = ("temperature", "max_new_tokens", "seed")  # set from SearcherConfig's own fields and the round
 
@@ -122,7 +123,7 @@ class LoopConfig:
     seed: int = 0  # seeds the held-out split (as the demo), each round's problems, searches and learners
     init_from: str | None = "runs/demo/policy"  # starting checkpoint (searchlearn or HF dir); null = initialize here
     init: InitConfig = field(default_factory=InitConfig)  # policy initialization settings, used when init_from is null
-    task_name: str = "countdown"  # the task (tasks/registry.py): countdown | code (math, humaneval: `searchlearn eval`)
+    task_name: str = "countdown"  # the task (tasks/registry.py): countdown | code | path/to/file.py:Class (your own)
     task: Any = None  # task_name's settings (its config dataclass; None: its defaults), e.g. task.checks=tool
     phases: tuple[PhaseConfig, ...] = field(default_factory=lambda: (PhaseConfig(rounds=2),))  # run in order
     eval: EvalConfig = field(default_factory=EvalConfig)  # held-out evaluation after every round
@@ -135,6 +136,10 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.task = task_settings(self.task_name, self.task)
+        missing = [m for m in INIT_MEMBERS if not hasattr(task_spec(self.task_name).task, m)]
+        if self.init_from is None and missing:
+            raise ConfigError(f"init_from: null trains a policy on the solver traces of task {self.task_name!r}, "
+                              f"which has no {', '.join(missing)}; set init_from to a checkpoint")
         phases = []
         for i, phase in enumerate(self.phases):
             phases.append(from_dict(PhaseConfig, phase, f"phases[{i}].") if isinstance(phase, dict) else phase)
@@ -167,7 +172,7 @@ class LoopConfig:
 
     def build_task(self):
         """The task this config trains and evaluates on."""
-        return TASKS[self.task_name].build(self.task)
+        return task_spec(self.task_name).build(self.task)
 
     @property
     def rounds(self) -> int:
@@ -181,8 +186,13 @@ class LoopConfig:
 def load_loop_config(path: str | Path | None, overrides: list[str] = (), cls: type = LoopConfig, base=None):
     """Defaults (or `base`), then the YAML file, then `key.path=value` overrides (a list index is a number:
     phases.1.rounds=3; new keys are allowed only under a searcher's free-form `options`; `task_name` is applied first,
-    and the `task` settings of another task start from its defaults). Unknown keys raise ConfigError. `cls` is
-    LoopConfig or a subclass of it (the demo's DemoConfig)."""
+    and the `task` settings of another task start from its defaults, in the file as in the overrides). Unknown keys
+    raise ConfigError. `cls` is LoopConfig or a subclass of it (the demo's DemoConfig)."""
+    base = base if base is not None else cls()
+    name = read_yaml(path).get("task_name", base.task_name) if path is not None else base.task_name
+    if name != base.task_name:  # another task: the file's `task` keys go over that task's defaults, not these
+        base = copy.copy(base)
+        base.task_name, base.task = name, None
     config = load(cls, path, base=base)
     if not overrides:
         return config

@@ -22,6 +22,8 @@ from searchlearn.loop.stages import Run
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.tokenizer import TaskTokenizer
 
+INIT_MEMBERS = ("words", "max_number", "trace_segments")  # what policy initialization reads from a task
+
 
 @dataclass
 class ModelSize:
@@ -86,7 +88,8 @@ def initialize(run: Run, task: Task, cfg: InitConfig, seed: int) -> Path:
 
     def stage() -> dict:
         model = build_model(cfg.model, tokenizer, seed)
-        progress.say(f"policy initialization: {cfg.n_train} '{getattr(task.config, 'style', task.name)}' traces, "
+        style = getattr(getattr(task, "config", None), "style", task.name)
+        progress.say(f"policy initialization: {cfg.n_train} '{style}' traces, "
                      f"{model.num_parameters() / 1e6:.2f}M parameters, {cfg.sft.steps} SFT steps")
         examples = init_examples(task, tokenizer, cfg.n_train, seed, cfg.model.max_position_embeddings, cfg.drills)
         if len(examples) < cfg.n_train:
