@@ -21,7 +21,7 @@ from searchlearn.tasks.countdown import CountdownTask
 from searchlearn.tasks.math import MathTask
 from searchlearn.types import Ledger, Problem, SearchResult, Trajectory
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("loop_*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
 
 def test_unknown_learner_lists_the_valid_ones():
