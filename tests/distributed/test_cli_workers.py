@@ -21,7 +21,8 @@ def test_eval_on_two_workers_of_a_running_cluster_equals_one_process(tmp_path, r
     address = ray.get_runtime_context().gcs_address
     cli = CLI()  # made now: its environment carries the cluster's RAY_AUTH_MODE
     done = cli("eval", "--model", str(model), "--workers", "2", "--ray-address", address, "--out", str(tmp_path / "w2"),
-               "--set", "eval.problems=40", "--set", "eval.max_new_tokens=32", "--budget", "4")
+               "--set", "eval.problems=40", "--set", "eval.max_new_tokens=32", "--budget", "4",
+               "--set", "task.checks=need", "--set", "task.verdict=model")  # single-turn: CountdownTask()'s format
     assert done.returncode == 0, done.stderr
     got = json.loads((tmp_path / "w2" / "metrics.json").read_text())
     problems = CountdownTask().problems("test", 40, seed=1)  # the CLI's held-out split (seed 0 + 1)

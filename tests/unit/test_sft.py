@@ -74,7 +74,7 @@ def test_collate_leaves_untrained_completion_tokens_out():
 
 
 def test_trace_example_encodes_segments_as_the_whole_text():
-    tok = TaskTokenizer(words=CountdownTask.words, digits=True)
+    tok = TaskTokenizer(words=CountdownTask().words, digits=True)
     segments = [("try 9: need 8 26 - - - 153 | 4 2 -> 6", True), (" 8", False), (" yes\n", True)]
     prompt, completion, trained = trace_example(tok, "4 9 2 -> 17\n", segments)
     assert prompt == [tok.bos_id] + tok.encode("4 9 2 -> 17\n")
