@@ -57,9 +57,10 @@ def rounds(rows: list[dict], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     xs = [r["round"] for r in rows]
     largest = max((int(k.split("@")[1]) for k in rows[0] if k.startswith("pass@")), default=1)
-    for key, style in (("pass@1", "o-"), (f"maj@{largest}", "s--"), (f"pass@{largest}", "^:")):
+    lines = {f"pass@{largest}": "^:", f"maj@{largest}": "s--", "pass@1": "o-"}  # pass@1 last: the greedy one wins
+    for key, style in reversed(lines.items()):
         if all(key in r for r in rows):
-            ax.plot(xs, [r[key] for r in rows], style, label=key)
+            ax.plot(xs, [r[key] for r in rows], style, label="greedy pass@1" if key == "pass@1" else key)
     ax.set_xticks(xs)
     ax.set_xlabel("round")
     ax.set_ylabel("held-out accuracy")
