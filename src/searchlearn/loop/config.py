@@ -136,8 +136,8 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         self.task = task_settings(self.task_name, self.task)
-        missing = [m for m in INIT_MEMBERS if not hasattr(task_spec(self.task_name).task, m)]
-        if self.init_from is None and missing:
+        missing = [] if self.init_from else [m for m in INIT_MEMBERS if not hasattr(task_spec(self.task_name).task, m)]
+        if missing:
             raise ConfigError(f"init_from: null trains a policy on the solver traces of task {self.task_name!r}, "
                               f"which has no {', '.join(missing)}; set init_from to a checkpoint")
         phases = []
