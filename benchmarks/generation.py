@@ -9,7 +9,11 @@ prompts of unequal lengths (left padding on both sides):
           finished rows in its batch until the last one ends; our engine drops them. tokens/s counts the tokens
           returned (before the eos) on each side.
 
-The transformers model is loaded from our `save_pretrained` directory with its default (sdpa) attention.
+The transformers model is loaded from our `save_pretrained` directory with its default (sdpa) attention. Our engine
+runs twice: with the fused decode step (policy/decode.py, the default) and with the model's own forward per step
+(`Engine(fused=False)`, the reference path). GFLOP/s counts 2 × parameters per returned token (the matrix products;
+attention over the cache is not counted) and is set against this machine's fp32 matmul rate, measured in the same run
+(best of 2048×n @ n×n, n = 128 … 1024).
 
     python benchmarks/generation.py [--quick]
 """
@@ -75,6 +79,19 @@ def time_hf(model, prompts, new_tokens: int, pad_id: int, eos_ids: list[int], re
     return best
 
 
+def matmul_rate() -> float:
+    """This machine's fp32 GFLOP/s on square-ish products (best over sizes), measured now."""
+    best = 0.0
+    for n in (128, 256, 512, 1024):
+        a, b = torch.randn(2048, n), torch.randn(n, n)
+        a @ b
+        t0 = time.perf_counter()
+        for _ in range(10):
+            a @ b
+        best = max(best, 10 * 2 * 2048 * n * n / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer new tokens and one timed repeat")
@@ -87,9 +104,11 @@ def main() -> None:
     tokenizer = TaskTokenizer(words=("answer", "check", "back", "no", "yes", "ok"), max_number=999)
 
     workloads = {"fixed": [], "ragged": list(range(100, 132))}  # eos ids per workload
+    peak = matmul_rate()
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
-          f"up to {new_tokens} new tokens per row, best of {repeats}")
-    print(f"{'model':>6} {'params':>7} {'workload':>8} {'batch':>5} {'ours tok/s':>10} {'hf tok/s':>9} {'ours/hf':>7}")
+          f"up to {new_tokens} new tokens per row, best of {repeats}; fp32 matmul {peak:.0f} GFLOP/s")
+    print(f"{'model':>6} {'params':>7} {'workload':>8} {'batch':>5} {'ours tok/s':>10} {'reference':>9} "
+          f"{'hf tok/s':>9} {'ours/hf':>7} {'ours/ref':>8} {'GFLOP/s':>7} {'of peak':>7}")
     for name, size in SIZES.items():
         torch.manual_seed(0)
         ours = LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, **size)).eval()
@@ -98,12 +117,15 @@ def main() -> None:
             hf = transformers.LlamaForCausalLM.from_pretrained(d).eval()
         for workload, eos_ids in workloads.items():
             engine = Engine(ours, tokenizer, eos_ids=eos_ids)
+            reference = Engine(ours, tokenizer, eos_ids=eos_ids, fused=False)
             for batch in args.batches:
                 prompts = make_prompts(batch, tokenizer.vocab_size, seed=batch)
                 a = time_ours(engine, prompts, new_tokens, repeats)
+                r = time_ours(reference, prompts, new_tokens, repeats)
                 b = time_hf(hf, prompts, new_tokens, tokenizer.pad_id, eos_ids, repeats)
-                print(f"{name:>6} {ours.num_parameters() / 1e6:6.2f}M {workload:>8} {batch:5d} {a:10.0f} {b:9.0f} "
-                      f"{a / b:6.2f}x", flush=True)
+                gflops = 2 * ours.num_parameters() * a / 1e9
+                print(f"{name:>6} {ours.num_parameters() / 1e6:6.2f}M {workload:>8} {batch:5d} {a:10.0f} {r:9.0f} "
+                      f"{b:9.0f} {a / b:6.2f}x {a / r:7.2f}x {gflops:7.1f} {gflops / peak:6.0%}", flush=True)
 
 
 if __name__ == "__main__":

@@ -169,3 +169,43 @@ def test_a_prompts_samples_do_not_depend_on_its_batch(model):
     assert twice[0].token_ids == texts[0] and twice[1].token_ids != twice[0].token_ids
     other = Engine(model, TOK).generate(PROMPTS, SamplingParams(n=3, max_new_tokens=10, seed=8))
     assert [c.token_ids for c in other] != texts
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_decode_step_equals_the_models_forward(bias):
+    """decode.py's fused step (one QKV and one gate-up product, RoPE on queries and keys at once) gives the logits of
+    the model's own forward, with left padding, GQA and (Qwen2) q/k/v biases, and sees a learner's in-place update."""
+    from searchlearn.policy.decode import decode_step
+
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, attention_bias=bias)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.normal_(0, 0.5 if "bias" in name else 0.3)
+    ids, mask = left_pad(PROMPTS)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    token, pos = torch.tensor([5, 9, 3, 7]), positions[:, -1] + 1
+    with torch.inference_mode():
+        for update in range(2):
+            if update:  # an optimizer step: the fused matrices are rebuilt from the new weights
+                model.model.layers[1].mlp.up_proj.weight.add_(0.5)
+                model.model.layers[0].self_attn.k_proj.weight.mul_(-1.0)
+            reference, fused = model.new_cache(4, 12), model.new_cache(4, 12)
+            model(ids, positions, mask, reference)
+            model(ids, positions, mask, fused)
+            for t in range(3):
+                expected = model(token[:, None] + t, pos[:, None] + t, cache=reference)[:, -1]
+                torch.testing.assert_close(decode_step(model, token + t, pos + t, fused), expected, atol=1e-5,
+                                           rtol=1e-5)
+            assert fused.length == reference.length == ids.shape[1] + 3
+
+
+def test_fused_and_reference_engines_sample_the_same_tokens(model):
+    params = SamplingParams(n=6, temperature=1.0, max_new_tokens=10, seed=3)
+    fused = Engine(model, TOK).generate(PROMPTS, params)
+    reference = Engine(model, TOK, fused=False).generate(PROMPTS, params)
+    assert [c.token_ids for c in fused] == [c.token_ids for c in reference]
+    for a, b in zip(fused, reference):
+        torch.testing.assert_close(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-5, rtol=0)

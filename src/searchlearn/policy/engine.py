@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from searchlearn.policy.decode import decode_step, fused_weights
 from searchlearn.policy.model import LlamaForCausalLM
 from searchlearn.policy.prefix_cache import Hit, Layout, PrefixCache
 from searchlearn.policy.streams import row_keys, uniforms
@@ -103,7 +104,8 @@ class Engine:
     per batch chunk, less what the prefix cache supplied) and sampled (every sampled token, an ending eos included
     although it is not returned) — the compute ledger's inputs. `max_batch` caps the rows decoded together; `eos_ids`
     overrides the tokenizer's eos (pass `()` to never stop at eos, e.g. for benchmarks). `prefix_cache_tokens` > 0
-    keeps up to that many tokens of finished sequences' K/V for reuse (`self.prefix_cache`, LRU; 0 = off).
+    keeps up to that many tokens of finished sequences' K/V for reuse (`self.prefix_cache`, LRU; 0 = off). `fused`
+    decodes with fused projections (decode.py); False runs the model's own forward each step (the reference path).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class Engine:
         max_batch: int = 256,
         eos_ids: Iterable[int] | None = None,
         prefix_cache_tokens: int = 0,
+        fused: bool = True,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -130,6 +133,7 @@ class Engine:
         self.last_generated_tokens = 0
         self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
         self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        self.fused = fused
 
     # -- stop strings -------------------------------------------------------------------------------------------
     def stop_token_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
@@ -179,6 +183,7 @@ class Engine:
     def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, keys: torch.Tensor | None,
                         store_rows: bool, on_stop: Callable | None = None) -> list[Completion]:
         model, device, prefixes = self.model, self.device, self.prefix_cache
+        weights = fused_weights(model) if self.fused else None
         # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
         # (its suffix) left-padded to a common length S after them (prefix_cache.Layout). Without reuse C = 0.
         row_of: dict[tuple[int, ...], int] = {}  # token ids -> prefill row: equal prompts are prefilled once
@@ -275,7 +280,8 @@ class Engine:
                 chosen, next_pos = chosen[index], next_pos[index]
                 keys = None if keys is None else keys[index]
                 active = [active[j] for j in order]
-            logits = model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1]  # (B, V)
+            logits = (decode_step(model, chosen, next_pos, cache, weights) if weights  # (B, V)
+                      else model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1])
             next_pos = next_pos + 1
         return [
             Completion(
