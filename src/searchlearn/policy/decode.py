@@ -81,7 +81,7 @@ def decode_step(model, token_ids: torch.Tensor, positions: torch.Tensor, cache: 
     key_mask = cache.write_mask(None, 1)  # (B, t + 1)
     bias = None
     if cache.padded:  # padding keys get -inf-like scores: (B, 1, 1, t + 1)
-        bias = torch.zeros(key_mask.shape, dtype=model.lm_head.weight.dtype).masked_fill_(
+        bias = torch.zeros(key_mask.shape, dtype=model.lm_head.weight.dtype, device=key_mask.device).masked_fill_(
             ~key_mask, torch.finfo(model.lm_head.weight.dtype).min)[:, None, None, :]
     if model.inv_freq.device != token_ids.device:
         model.inv_freq = model.inv_freq.to(token_ids.device)

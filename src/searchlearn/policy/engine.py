@@ -3,8 +3,9 @@
 One `generate` call left-pads its prompts, prefills each distinct prompt once, replicates the cache rows for the n
 samples, then decodes one token per step for the whole batch. Rows that finish are dropped from the batch and the cache
 is compacted, so the batch shrinks as sequences end: on CPU, where a step costs in proportion to the batch, that and a
-small per-step overhead are where the speed comes from. Sampling is temperature scaling plus nucleus (top-p)
-filtering (Holtzman et al. 2020, "The Curious Case of Neural Text Degeneration"); temperature 0 is greedy.
+small per-step overhead are where the speed comes from; each step runs decode.py's fused step (one QKV and one gate-up
+product per layer). Sampling is temperature scaling plus nucleus (top-p) filtering (Holtzman et al. 2020, "The
+Curious Case of Neural Text Degeneration"); temperature 0 is greedy.
 
 With a `PrefixCache` (prefix_cache.py; `prefix_cache_tokens` > 0), a later prompt that starts with a kept sequence
 prefills only the rest: what tree search, which re-sends each path at every depth, needs. The rows of calls with stop
