@@ -76,6 +76,8 @@ def test_collect_includes_eos_as_an_action_and_charges_the_ledger():
         assert actions == c.token_ids + ([TOK.eos_id] if c.finish_reason == "eos" else [])
     assert rollout.batch.action_mask.sum(-1).tolist() == [len(a) for a in rollout.action_ids]
     assert stats["ledger/generated_tokens"] > 0 and stats["learn/groups"] == 4
+    varied = [len(set(row)) > 1 for row in rollout.rewards.tolist()]  # groups whose samples scored differently
+    assert stats["learn/informative_groups"] == sum(varied) / 4
 
 
 @pytest.mark.parametrize("name", ["grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp"])

@@ -186,10 +186,13 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
     if len(rollout.problems) > cfg.prompts_per_step:
         rollout = rollout.select_groups(torch.arange(len(rollout.problems)) < cfg.prompts_per_step)
     scores_, lengths_, rewards_ = gather(torch.cat(scores)), gather(torch.cat(lengths)), gather(rollout.rewards)
+    # the share of trained groups with a gradient: rewards not all equal (problems at the edge of competence)
+    informative = dapo_dynamic_sampling_mask(rewards_).float().mean().item() if len(rewards_) else float("nan")
     stats = {"learn/reward": rewards_.mean().item() if len(rewards_) else float("nan"),
              "learn/solved": (scores_ >= 1).float().mean().item(), "learn/score": scores_.mean().item(),
              "learn/completion_tokens": lengths_.mean().item(), "learn/groups": len(rewards_),
              "learn/groups_drawn": len(scores_) // rollout.group_size, "learn/unscored": all_sum(rollout.unscored),
+             "learn/informative_groups": informative,
              "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
              "count/samples": len(scores_), "count/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
     task = getattr(reward, "task", None)
