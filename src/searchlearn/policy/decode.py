@@ -15,12 +15,14 @@ two `generate` calls is seen by the next one.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from searchlearn.policy.kv_cache import KVCache
+from searchlearn.policy.model import additive_mask
 from searchlearn.policy.rope import rope_cos_sin
 
 
@@ -41,6 +43,10 @@ class Fused:
     layers: tuple[FusedLayer, ...]
 
 
+_FUSED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its Fused (kept off the module, so that
+#   copying or pickling a model does not carry it)
+
+
 def _key(model: torch.nn.Module) -> tuple:
     return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
@@ -49,7 +55,7 @@ def fused_weights(model) -> Fused:
     """The model's decoding matrices, rebuilt only when a parameter changed (in place or replaced) since the last
     call. Fused copies cost the model's size in memory once more."""
     key = _key(model)
-    cached = getattr(model, "_fused", None)
+    cached = _FUSED.get(model)
     if cached is not None and cached.key == key:
         return cached
     layers = []
@@ -66,8 +72,8 @@ def fused_weights(model) -> Fused:
                 w_gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]).t().contiguous(),
                 w_down=m.down_proj.weight.t().contiguous(),
             ))
-    model._fused = Fused(key, tuple(layers))
-    return model._fused
+    _FUSED[model] = Fused(key, tuple(layers))
+    return _FUSED[model]
 
 
 def decode_step(model, token_ids: torch.Tensor, positions: torch.Tensor, cache: KVCache,
@@ -79,10 +85,8 @@ def decode_step(model, token_ids: torch.Tensor, positions: torch.Tensor, cache: 
     B, H, H_kv, D = token_ids.shape[0], c.num_attention_heads, c.num_key_value_heads, c.head_dim
     g, t = H // H_kv, cache.length
     key_mask = cache.write_mask(None, 1)  # (B, t + 1)
-    bias = None
-    if cache.padded:  # padding keys get -inf-like scores: (B, 1, 1, t + 1)
-        bias = torch.zeros(key_mask.shape, dtype=model.lm_head.weight.dtype, device=key_mask.device).masked_fill_(
-            ~key_mask, torch.finfo(model.lm_head.weight.dtype).min)[:, None, None, :]
+    # Padding keys get -inf-like scores: (B, 1, 1, t + 1), or None when no cached key is padding.
+    bias = additive_mask(key_mask, model.lm_head.weight.dtype)[:, None, None, :] if cache.padded else None
     if model.inv_freq.device != token_ids.device:
         model.inv_freq = model.inv_freq.to(token_ids.device)
     cos, sin = rope_cos_sin(model.inv_freq, positions[:, None], model.lm_head.weight.dtype)  # (B, 1, 1, D)

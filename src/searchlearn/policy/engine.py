@@ -281,7 +281,7 @@ class Engine:
                 chosen, next_pos = chosen[index], next_pos[index]
                 keys = None if keys is None else keys[index]
                 active = [active[j] for j in order]
-            logits = (decode_step(model, chosen, next_pos, cache, weights) if weights  # (B, V)
+            logits = (decode_step(model, chosen, next_pos, cache, weights) if weights is not None  # (B, V)
                       else model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1])
             next_pos = next_pos + 1
         return [
