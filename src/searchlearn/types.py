@@ -103,6 +103,14 @@ class Step:
     score: float | None = None  # process reward, when a scorer has seen it
 
 
+def join_masks(parts: list[tuple[list[bool] | None, int]]) -> list[bool] | None:
+    """The mask of token runs laid end to end, each (its mask or None for all-model tokens, its length); None when
+    no run has a mask (the model wrote every token)."""
+    if all(mask is None for mask, _ in parts):
+        return None
+    return [m for mask, n in parts for m in (mask if mask is not None else [True] * n)]
+
+
 @dataclass
 class Trajectory:
     """A full attempt at a problem: what a searcher returns and a learner consumes."""
@@ -174,6 +182,7 @@ class Node:
     logprobs: list[float] = field(default_factory=list)  # log π of each of those tokens
     finish: str = ""  # the engine's finish_reason for the step ("stop", "eos", "length"), "" for the root
     group: int = 0  # independent subtree (DVTS) the node belongs to
+    mask: list[bool] | None = None  # per token of token_ids: False = an environment's observation (None: all model's)
 
     @property
     def value(self) -> float:
@@ -213,6 +222,11 @@ class SearchTree:
 
     def logprobs(self, index: int) -> list[float]:
         return [lp for i in self.path(index) for lp in self.nodes[i].logprobs]
+
+    def mask(self, index: int) -> list[bool] | None:
+        """Per token of `token_ids(index)`: False where an environment wrote it; None when the model wrote them all."""
+        nodes = [self.nodes[i] for i in self.path(index)]
+        return join_masks([(n.mask, len(n.token_ids)) for n in nodes])
 
     def num_tokens(self, index: int) -> int:
         """Generated tokens on the path to `index` (an ending eos included)."""

@@ -124,3 +124,19 @@ def test_tree_grpo_round_from_the_quick_policy_draws_a_training_tree(quick_loop,
     assert "A training tree" in report and report.count("<svg") >= 1
     samples = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["count/samples"] for r in samples if r.get("phase") == "round1" and "count/samples" in r] == [48, 48]
+
+
+def test_tree_searches_and_preference_learners_run_on_tool_episodes(tmp_path, cli):
+    """With the task's tools (the environment answers need lists), MCTS into step-DPO and beam search into expert
+    iteration run through the loop (once refused: their data had no masks). That the masks are right is
+    tests/unit/test_env.py's; a policy this small seldom solves a problem, so this checks the plumbing."""
+    proc = cli("loop", QUICK, "--out", str(tmp_path), "--set", "task.checks=tool", "--set", "init.sft.steps=200",
+               "--set", "phases.0.learner=step_dpo", "--set", "phases.0.searcher.name=mcts", "--set",
+               "phases.0.reward=gold", "--set", "phases.0.dpo.steps=2", "--set", "phases.0.problems=4",
+               "--set", "phases.1.learner=expert_iteration", "--set", "phases.1.searcher.name=beam", "--set",
+               "phases.1.searcher.options={width: 2}", "--set", "phases.1.problems=4", "--set", "phases.1.sft.steps=2",
+               "--set", "eval.problems=2", "--set", "eval.samples=1", "--set", "eval.ks=[1]", "--set", "curve.every=0")
+    assert proc.returncode == 0, proc.stderr
+    for r in (1, 2):
+        search = json.loads((tmp_path / "stages" / f"round{r}_search.json").read_text())
+        assert search["stats"]["search/trajectories"] > 0

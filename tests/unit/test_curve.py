@@ -57,3 +57,14 @@ def test_the_trainer_sums_counters_over_a_logging_window_and_averages_the_rest()
     assert [r["count/samples"] for r in records] == [3 + 4, 5 + 6]
     assert [r["learn/loss"] for r in records] == pytest.approx([0.5, 2.5])
     assert all(r["count/seconds"] >= 0 for r in records)
+
+
+def test_curve_points_fall_every_k_steps_or_at_k_times_powers_of_two():
+    from searchlearn.config import ConfigError
+    from searchlearn.loop.curve import CurveConfig
+
+    assert [s for s in range(1, 70) if CurveConfig(every=8).due(s)] == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert [s for s in range(1, 70) if CurveConfig(every=8, spacing="log").due(s)] == [8, 16, 32, 64]
+    assert not any(CurveConfig(every=0, spacing="log").due(s) for s in range(1, 70))
+    with pytest.raises(ConfigError, match="spacing"):
+        CurveConfig(spacing="exp")

@@ -282,14 +282,82 @@ def test_grpo_trains_through_the_environment(tool_task):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
-def test_loop_config_refuses_what_cannot_drive_an_environment():
-    from searchlearn.config import ConfigError
+def test_loop_config_takes_every_searcher_and_learner_with_an_environment():
     from searchlearn.loop.config import load_loop_config
 
     load_loop_config("configs/loop_ei_bon.yaml", ["task.checks=tool"])  # best-of-N + expert iteration: episodes
-    with pytest.raises(ConfigError, match="tree searchers \\(beam\\)"):
-        load_loop_config("configs/loop_ei_beam.yaml", ["task.checks=tool"])
+    load_loop_config("configs/loop_ei_beam.yaml", ["task.checks=tool"])  # tree-searched trajectories carry masks
+    load_loop_config("configs/loop_ei_mcts.yaml", ["task.checks=tool", "phases.0.learner=step_dpo"])
     load_loop_config("configs/loop_grpo.yaml", ["task.checks=tool", "phases.0.learner=tree_grpo"])  # tree episodes
+
+
+def test_tree_searched_trajectories_mask_the_observations():
+    """A step that holds a tool's answer keeps its mask on its node; a path's mask joins its nodes' (None = all
+    model tokens) and reaches the trajectory a learner reads."""
+    from searchlearn.search.steps import SearchConfig, add_children, trajectory
+    from searchlearn.types import Problem, SearchTree, join_masks
+
+    assert join_masks([(None, 2), (None, 3)]) is None
+    assert join_masks([(None, 2), ([True, False, True], 3)]) == [True, True, True, False, True]
+    tree = SearchTree("p")
+    cfg = SearchConfig(max_new_tokens=64)
+    [a] = add_children(tree, 0, [Completion(0, [5, 6], "ab\n", [-1.0, -1.0], "stop")], cfg)
+    [b] = add_children(tree, a, [Completion(0, [7, 8, 9, 10], "c?d\n", [-1.0] * 4, "stop",
+                                            mask=[True, False, False, True])], cfg)
+    assert tree.nodes[a].mask is None and tree.nodes[b].mask == [True, False, False, True]
+    t = trajectory(Problem("p", "q"), tree, b, 1.0)
+    assert t.token_ids == [5, 6, 7, 8, 9, 10] and t.mask == [True, True, True, False, False, True]
+    assert tree.mask(a) is None and trajectory(Problem("p", "q"), tree, a, 0.0).mask is None
+
+
+def test_preference_pairs_from_episodes_train_only_the_model_tokens():
+    """DPO on episodes with tools: the pair keeps its sampled ids (never re-tokenized) and its masks, and the summed
+    log-probability of each side counts exactly the model's tokens (hand-summed from the per-token log-probs)."""
+    import torch
+
+    from conftest import tiny_model
+    from searchlearn.learn.dpo import pair_logprobs, solution_pairs, step_pairs, tokenize_pairs, trained_tokens
+    from searchlearn.policy.policy import sequence_logprobs
+    from searchlearn.search.steps import SearchConfig, add_children
+    from searchlearn.types import Ledger, SearchResult, SearchTree, Trajectory
+
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    good_ids, bad_ids = tokenizer.encode("try 2: need 5 2 ? 3 7"), tokenizer.encode("try 1: need 5 1 ? 4 6 no")
+    good_mask = [True] * 11 + [False] * (len(good_ids) - 11)
+    bad_mask = [i % 3 != 1 for i in range(len(bad_ids))]
+    trajectories = [Trajectory("p", "1 2 -> 5", "good", token_ids=good_ids, reward=1.0, mask=good_mask),
+                    Trajectory("p", "1 2 -> 5", "bad", token_ids=bad_ids, reward=0.0, mask=bad_mask)]
+    [pair] = solution_pairs([SearchResult("p", None, trajectories, Ledger())])
+    [(prompt, chosen, rejected, chosen_mask, rejected_mask)] = tokenize_pairs([pair], tokenizer)
+    eos = tokenizer.eos_id
+    assert prompt == [tokenizer.bos_id] + tokenizer.encode("1 2 -> 5")
+    assert (chosen, chosen_mask) == (good_ids + [eos], good_mask + [True])
+    assert (rejected, rejected_mask) == (bad_ids + [eos], bad_mask + [True])
+    assert trained_tokens((prompt, chosen, rejected, chosen_mask, rejected_mask), 2) == sum(bad_mask) + 1
+
+    torch.manual_seed(0)
+    model = tiny_model(vocab=tokenizer.vocab_size, max_position_embeddings=128).eval()
+    with torch.no_grad():
+        c, r = pair_logprobs(model, [(prompt, chosen, rejected, chosen_mask, rejected_mask)], tokenizer.pad_id)
+        for ids, mask, got in ((chosen, chosen_mask, c), (rejected, rejected_mask, r)):
+            seq = torch.tensor([prompt + ids])
+            per_token = sequence_logprobs(model, seq, torch.ones_like(seq))  # (1, T−1)
+            want = sum(per_token[0, len(prompt) - 1 + i].item() for i, keep in enumerate(mask) if keep)
+            assert got.item() == pytest.approx(want, abs=1e-4)
+            assert got.item() != pytest.approx(per_token[0, len(prompt) - 1:].sum().item(), abs=1e-3)
+
+    # step pairs from a tree with a tool's answer in one step: the shared path's ids are the context
+    tree = SearchTree("p")
+    cfg = SearchConfig(max_new_tokens=64)
+    [a] = add_children(tree, 0, [Completion(0, good_ids[:4], "try ", [-1.0] * 4, "stop", mask=[True] * 4)], cfg)
+    kids = add_children(tree, a, [Completion(0, good_ids[4:], "x", [-1.0], "stop", mask=good_mask[4:]),
+                                  Completion(0, bad_ids[4:], "y", [-1.0], "stop", mask=bad_mask[4:])], cfg)
+    tree.nodes[kids[0]].step.score, tree.nodes[kids[1]].step.score = 1.0, 0.0
+    [step_pair] = step_pairs(tree, "1 2 -> 5")
+    [(prompt2, chosen2, rejected2, mask_c, mask_r)] = tokenize_pairs([step_pair], tokenizer)
+    assert prompt2 == prompt + good_ids[:4]
+    assert chosen2 == good_ids[4:] + [eos] * step_pair.chosen_ends and mask_c[: len(good_ids) - 4] == good_mask[4:]
+    assert rejected2[: len(bad_ids) - 4] == bad_ids[4:] and mask_r[: len(bad_ids) - 4] == bad_mask[4:]
 
 
 def test_tool_policy_answers_calls_inside_a_step_for_searches(tool_task):

@@ -30,7 +30,9 @@ from searchlearn.learn.trainer import TrainConfig, Trainer
 from searchlearn.policy.policy import encode_prompts
 from searchlearn.types import Node, SearchResult, SearchTree
 
-TokenPair = tuple[list[int], list[int], list[int]]  # (prompt_ids, chosen_ids, rejected_ids)
+# (prompt_ids, chosen_ids, rejected_ids[, chosen_mask, rejected_mask]): the masks (per continuation token, None = all
+# trained) come with pairs from episodes with tools, whose observations are never trained on
+TokenPair = tuple
 
 
 @dataclass
@@ -44,6 +46,21 @@ class PreferencePair:
     rejected_ends: bool = True  # the rejected text ends the solution
     problem_id: str = ""
     margin: float = 0.0  # value(chosen) − value(rejected), for filtering and weighting
+    tokens: EpisodeTokens | None = None  # an environment's episodes: their own tokens and masks (never re-tokenized)
+
+
+@dataclass
+class EpisodeTokens:
+    """A pair's tokens as an episode with tools sampled them: the problem's prompt (encoded as the policy encodes it),
+    the shared context after it (a step pair's path), and each continuation's ids with its mask (False = an
+    environment's observation, not trained)."""
+
+    problem_prompt: str
+    context_ids: list[int]
+    chosen_ids: list[int]
+    chosen_mask: list[bool] | None
+    rejected_ids: list[int]
+    rejected_mask: list[bool] | None
 
 
 def solution_pairs(results: Sequence[SearchResult], max_pairs_per_problem: int = 4, seed: int = 0
@@ -55,15 +72,19 @@ def solution_pairs(results: Sequence[SearchResult], max_pairs_per_problem: int =
     """
     pairs = []
     for result in results:
-        good = list(dict.fromkeys(t.completion for t in result.trajectories if t.reward is not None and t.reward >= 1))
-        bad = list(dict.fromkeys(t.completion for t in result.trajectories if t.reward is not None and t.reward < 1))
+        by_text = {t.completion: t for t in result.trajectories if t.reward is not None}
+        good = [text for text, t in by_text.items() if t.reward >= 1]
+        bad = [text for text, t in by_text.items() if t.reward < 1]
         if not good or not bad:
             continue
         prompt = result.trajectories[0].prompt
         cross = [(g, b) for g in good for b in bad]
         random.Random(f"{seed}:{result.problem_id}").shuffle(cross)
-        pairs += [PreferencePair(prompt, g, b, True, True, result.problem_id, 1.0)
-                  for g, b in cross[:max_pairs_per_problem]]
+        for g, b in cross[:max_pairs_per_problem]:
+            tg, tb = by_text[g], by_text[b]
+            tokens = (EpisodeTokens(prompt, [], list(tg.token_ids), tg.mask, list(tb.token_ids), tb.mask)
+                      if tg.mask is not None or tb.mask is not None else None)
+            pairs.append(PreferencePair(prompt, g, b, True, True, result.problem_id, 1.0, tokens))
     return pairs
 
 
@@ -83,6 +104,7 @@ def step_pairs(tree: SearchTree, prompt: str, value: Callable[[Node], float | No
     decreasing margin, at most `max_pairs_per_node`. Siblings with the same text or no value are skipped.
     """
     pairs = []
+    episodes = any(n.mask is not None for n in tree.nodes)  # steps with a tool's answer: keep their own tokens
     for index, node in enumerate(tree.nodes):
         scored = [(value(tree.nodes[c]), c) for c in node.children]
         scored = [(v, c) for v, c in scored if v is not None]
@@ -97,26 +119,53 @@ def step_pairs(tree: SearchTree, prompt: str, value: Callable[[Node], float | No
         prefix = prompt + (tree.text(index) if index else "")
         for margin, a, b in candidates[:max_pairs_per_node]:
             na, nb = tree.nodes[a], tree.nodes[b]
+            tokens = (EpisodeTokens(prompt, tree.token_ids(index) if index else [], na.token_ids, na.mask,
+                                    nb.token_ids, nb.mask) if episodes else None)
             pairs.append(PreferencePair(prefix, na.step.text, nb.step.text, na.terminal, nb.terminal,
-                                        tree.problem_id, margin))
+                                        tree.problem_id, margin, tokens))
     return pairs
 
 
 def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer) -> list[TokenPair]:
-    """(prompt_ids, BOS first as the policy adds it; chosen_ids; rejected_ids), EOS appended to a continuation that ends the solution."""
-    prompts = encode_prompts(tokenizer, [p.prompt for p in pairs])
+    """(prompt_ids, BOS first as the policy adds it; chosen_ids; rejected_ids), EOS appended to a continuation that
+    ends the solution. A pair from episodes with tools keeps its sampled ids (the past is never re-tokenized), and
+    then every pair of the list carries its two masks as well (None for a text pair: all trained)."""
+    prompts = encode_prompts(tokenizer, [p.tokens.problem_prompt if p.tokens else p.prompt for p in pairs])
     chosen = tokenizer.encode_batch([p.chosen for p in pairs])
     rejected = tokenizer.encode_batch([p.rejected for p in pairs])
     eos = [tokenizer.eos_id]
-    return [(pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends)
-            for p, pr, c, r in zip(pairs, prompts, chosen, rejected)]
+    if not any(p.tokens for p in pairs):
+        return [(pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends)
+                for p, pr, c, r in zip(pairs, prompts, chosen, rejected)]
+
+    def ended(mask: list[bool] | None, ends: bool) -> list[bool] | None:
+        return None if mask is None else list(mask) + [True] * ends
+
+    out = []
+    for p, pr, c, r in zip(pairs, prompts, chosen, rejected):
+        if p.tokens is None:
+            out.append((pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends, None, None))
+            continue
+        t = p.tokens
+        out.append((pr + list(t.context_ids), list(t.chosen_ids) + eos * p.chosen_ends,
+                    list(t.rejected_ids) + eos * p.rejected_ends, ended(t.chosen_mask, p.chosen_ends),
+                    ended(t.rejected_mask, p.rejected_ends)))
+    return out
+
+
+def trained_tokens(pair: TokenPair, which: int) -> int:
+    """Tokens of the pair's chosen (which = 1) or rejected (2) continuation that the loss reads."""
+    mask = pair[which + 2] if len(pair) > 3 else None
+    return len(pair[which]) if mask is None else sum(mask)
 
 
 def pair_logprobs(model: torch.nn.Module, pairs: Sequence[TokenPair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed log π(chosen | prompt) and log π(rejected | prompt), (B,) each, from one forward over 2B rows."""
-    prompts = [p for p, _, _ in pairs] * 2
-    completions = [c for _, c, _ in pairs] + [r for _, _, r in pairs]
-    batch = make_batch(prompts, completions, pad_id)
+    """Summed log π(chosen | prompt) and log π(rejected | prompt) over the trained tokens, (B,) each, from one
+    forward over 2B rows."""
+    prompts = [p[0] for p in pairs] * 2
+    completions = [p[1] for p in pairs] + [p[2] for p in pairs]
+    masks = [p[3] if len(p) > 3 else None for p in pairs] + [p[4] if len(p) > 3 else None for p in pairs]
+    batch = make_batch(prompts, completions, pad_id, masks)
     sums = (token_logprobs(model, batch) * batch.action_mask).sum(-1)  # (2B,)
     return sums[: len(pairs)], sums[len(pairs):]
 
@@ -198,12 +247,12 @@ def train_dpo(
         loss, stats = loss_fn(chosen, rejected, ref_chosen[index], ref_rejected[index], beta=cfg.beta)
         loss = loss * share
         if cfg.sft_coef:
-            nll = -chosen.sum() / max(1.0, all_sum(sum(len(pairs[i][1]) for i in index)))
+            nll = -chosen.sum() / max(1.0, all_sum(sum(trained_tokens(pairs[i], 1) for i in index)))
             loss = loss + cfg.sft_coef * nll
             stats["nll_chosen"] = nll.item() / share
         grad_norm = trainer.update(loss)
         stats = all_sum_dict({k: float(v) * share for k, v in stats.items()})  # pair-weighted means over the ranks
-        trained = all_sum(sum(len(pairs[i][1]) + len(pairs[i][2]) for i in index))  # chosen + rejected tokens
+        trained = all_sum(sum(trained_tokens(pairs[i], 1) + trained_tokens(pairs[i], 2) for i in index))
         return {**{f"learn/{k}": v for k, v in stats.items()}, "learn/grad_norm": grad_norm,
                 "count/train_tokens": int(trained)}
 

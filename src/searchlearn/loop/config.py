@@ -158,17 +158,6 @@ class LoopConfig:
                               "--workers N replicates the native engine (use one or the other)")
         if self.prompt not in ("none", "task", "reasoning"):
             raise ConfigError(f"prompt must be none, task or reasoning, got {self.prompt!r}")
-        if getattr(self.task, "checks", None) == "tool":  # multi-turn episodes: best-of-N and the online learners
-            tree = [p.searcher.name for p in self.phases if p.rounds and p.searcher.name != "bon"
-                    and LEARNERS[p.learner].kind == "search"]
-            if tree:
-                raise ConfigError(f"task.checks=tool: the tree searchers ({', '.join(sorted(set(tree)))}) answer tool "
-                                  "calls (test-time search) but their trajectories do not mask the tools' answers "
-                                  "yet, so a learner would train on them: use searcher bon or an online learner")
-            pairs = sorted({p.learner for p in self.phases if p.rounds and LEARNERS[p.learner].section == "dpo"})
-            if pairs:
-                raise ConfigError(f"task.checks=tool: the preference learners ({', '.join(pairs)}) do not mask an "
-                                  "environment's observations yet: use expert iteration or an online learner")
 
     def build_task(self):
         """The task this config trains and evaluates on."""

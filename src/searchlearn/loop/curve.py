@@ -1,6 +1,7 @@
 """Learning curves: held-out greedy pass@1 against train-time compute, the roadmap's train-time scaling curve.
 
-While a learner trains, `CurveProbe` watches the records it logs. Every `every` learner steps, and at its last step,
+While a learner trains, `CurveProbe` watches the records it logs. Every `every` learner steps (or at every·2^k steps,
+`spacing: log`), and at its last step,
 it evaluates greedy pass@1 on a fixed held-out set (the first `problems` of the loop's held-out problems) and logs a
 point, `{"phase": "curve", "round", "step", "learner", "samples", "generated_tokens", "train_tokens", "wall_s",
 "pass@1"}`, whose compute is the run's total so far:
@@ -38,10 +39,21 @@ class CurveConfig:
     every: int = 0  # learner steps between points (0 = a point at the end of each round only)
     problems: int = 200  # the fixed held-out set: the first `problems` held-out problems (at most all of them)
     train_problems: int = 0  # also greedy pass@1 on this many unseen problems of the training split ("train_pass@1")
+    spacing: str = "linear"  # linear: a point every `every` steps; log: at every·2^k steps (every, 2·every, 4·every,
+    #                          …), evenly spaced on the curve's log axis, so a long run costs few evaluations
 
     def __post_init__(self) -> None:
         if self.every < 0 or self.problems < 1 or self.train_problems < 0:
             raise ConfigError("curve.every and curve.train_problems must be >= 0, curve.problems >= 1")
+        if self.spacing not in ("linear", "log"):
+            raise ConfigError(f"curve.spacing must be linear or log, got {self.spacing!r}")
+
+    def due(self, step: int) -> bool:
+        """Whether learner step `step` (1-based) gets a point (besides the learner's last step, which always does)."""
+        if not self.every or step % self.every:
+            return False
+        k = step // self.every
+        return self.spacing == "linear" or k & (k - 1) == 0
 
 
 def _latest(records: Sequence[dict]) -> dict[tuple, dict]:
@@ -115,12 +127,12 @@ class CurveProbe:
 
     def watch(self, log: Callable[[dict], None], round_: int, learner: str, steps: int, phase: str
               ) -> Callable[[dict], None]:
-        every = self.cfg.every if learner_ranks() == 1 else 0
+        probe = learner_ranks() == 1  # data-parallel records come back after training: the last step only
 
         def logged(record: dict) -> None:
             log(record)
             step = record.get("step")
-            if record.get("phase") == phase and step is not None and (step == steps or every and step % every == 0):
+            if record.get("phase") == phase and step is not None and (step == steps or probe and self.cfg.due(step)):
                 self.mark(round_, step, learner, phase)
 
         return logged

@@ -11,7 +11,7 @@ Every stage's result is written atomically under OUT/stages/ (run.Run), the sear
 every learner checkpoints under OUT/ckpt/round{r}, so `--resume` continues a killed run at the interrupted stage:
 finished stages are read back, an interrupted learner resumes from its last checkpoint, nothing is redone.
 Learning curves (loop/curve.py): greedy pass@1 on a fixed held-out set at the start, every `curve.every` learner
-steps and at each round's end, against the samples, tokens and seconds spent so far.
+steps (or at every·2^k steps) and at each round's end, against the samples, tokens and seconds spent so far.
 Outputs: metrics.jsonl (per step and per round), metrics.json (init, final, rounds, curve), report.html, OUT/policy.
 """
 

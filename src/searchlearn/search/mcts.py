@@ -36,7 +36,7 @@ from searchlearn.search.steps import (
     score_paths,
     trajectory,
 )
-from searchlearn.types import Problem, SearchResult, SearchTree, Step, Trajectory
+from searchlearn.types import Problem, SearchResult, SearchTree, Step, Trajectory, join_masks
 
 EVALUATIONS = ("scorer", "rollout")
 
@@ -194,7 +194,8 @@ def _evaluate(problems, trees, owners, nodes, policy, scorer, terminal_reward, a
         p, i, tree = owners[j], nodes[j], trees[owners[j]]
         rollouts[p].append(Trajectory(tree.problem_id, problems[p].prompt, texts[j], tree.steps(i) + extra[j],
                                       tree.token_ids(i) + list(c.token_ids), tree.logprobs(i) + list(c.logprobs),
-                                      values[j]))
+                                      values[j], mask=join_masks([(tree.mask(i), len(tree.token_ids(i))),
+                                                                  (c.mask, len(c.token_ids))])))
     return values
 
 
@@ -214,7 +215,8 @@ def _answers(problems, trees, policy, task, accounts: Accounts, cfg: MCTSConfig,
             finals[p] = Trajectory(tree.problem_id, problems[p].prompt, tree.text(i) + c.text,
                                    tree.steps(i) + completion_steps(c, cfg.delimiter, decode),
                                    tree.token_ids(i) + list(c.token_ids), tree.logprobs(i) + list(c.logprobs),
-                                   tree.nodes[i].value)
+                                   tree.nodes[i].value, mask=join_masks([(tree.mask(i), len(tree.token_ids(i))),
+                                                                         (c.mask, len(c.token_ids))]))
     results = []
     for p, (problem, tree) in enumerate(zip(problems, trees)):
         done = [i for i in tree.terminals()]

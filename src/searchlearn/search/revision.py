@@ -77,7 +77,7 @@ def revise(problems: Sequence[Problem], policy, task, scorer, budget: Budget, cf
         params.stop = ()
         completions = accounts.generate(policy, prompts, [p for p, _ in admitted], params)
         attempts = [Trajectory(problems[p].id, prompt, x.text, completion_steps(x, cfg.delimiter, decode),
-                               list(x.token_ids), list(x.logprobs))
+                               list(x.token_ids), list(x.logprobs), mask=x.mask)
                     for (p, _), prompt, x in zip(admitted, prompts, completions)]
         _reward(attempts, [problems[p] for p, _ in admitted], cfg, verifier, scorer, accounts,
                 [p for p, _ in admitted])

@@ -84,6 +84,7 @@ def add_children(tree: SearchTree, parent: int, completions: Sequence[Completion
         node = tree.nodes[index]
         node.token_ids, node.logprobs = list(c.token_ids), list(c.logprobs)
         node.finish, node.group = c.finish_reason, group
+        node.mask = list(c.mask) if c.mask is not None else None  # a step with a tool's answer (env/tool_policy.py)
         node.terminal = (c.finish_reason != "stop" or not text.endswith(cfg.delimiter)
                          or base_tokens + step.num_tokens >= cfg.max_new_tokens or depth + 1 >= cfg.max_steps)
         by_text[text] = index
@@ -164,7 +165,8 @@ def path_value(tree: SearchTree, index: int, how: str = "last") -> float:
 def trajectory(problem: Problem, tree: SearchTree, index: int, reward: float | None) -> Trajectory:
     """The path to `index` as a finished (or cut) attempt."""
     return Trajectory(problem.id, problem.prompt, tree.text(index), [Step(s.text, s.num_tokens, s.logprob, s.score)
-                      for s in tree.steps(index)], tree.token_ids(index), tree.logprobs(index), reward)
+                      for s in tree.steps(index)], tree.token_ids(index), tree.logprobs(index), reward,
+                      mask=tree.mask(index))
 
 
 def choose(problem: Problem, task, trajectories: Sequence[Trajectory], rule: str = "weighted") -> int | None:
