@@ -8,12 +8,14 @@ completion graded by running the problem's tests in the code sandbox:
 
     python benchmarks/humaneval_gguf.py                       # all 164 problems, up to 384 new tokens
     python benchmarks/humaneval_gguf.py --problems 32 --max-new-tokens 128
+    python benchmarks/humaneval_gguf.py --grade runs/smollm2.json   # regrade saved completions (no generation)
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -54,7 +56,19 @@ def run(backend: str, gguf: Path, problems, task: HumanEvalTask, params: Samplin
               f"{seconds:.0f} s", flush=True)
     verdicts = task.verify_batch(problems, texts)
     return {"backend": backend, "pass@1": sum(v.score for v in verdicts) / len(verdicts), "tokens": tokens,
-            "seconds": seconds, "tokens/s": tokens / seconds, "texts": texts}
+            "seconds": seconds, "tokens/s": tokens / seconds, "texts": texts,
+            "passed": [v.score >= 1 for v in verdicts]}
+
+
+def regrade(path: Path) -> None:
+    """pass@1 of each engine's saved completions under the current grader (tasks/humaneval.py)."""
+    task = HumanEvalTask()
+    problems = {p.id: p for p in task.problems("test", 164)}
+    for backend, rows in json.loads(path.read_text()).items():
+        verdicts = task.verify_batch([problems[r["id"]] for r in rows], [r["completion"] for r in rows])
+        p1 = sum(v.score for v in verdicts) / len(rows)
+        print(f"{backend}: pass@1 {p1:.3f} ± {(p1 * (1 - p1) / len(rows)) ** 0.5:.3f} on {len(rows)} problems "
+              f"(saved verdicts: {sum(r['passed'] for r in rows) / len(rows):.3f})")
 
 
 def main() -> None:
@@ -64,7 +78,11 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=384)
     p.add_argument("--batch", type=int, default=16, help="prompts per generate call, on both sides")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--out", type=Path, default=None, help="also write every completion and verdict here (JSON)")
+    p.add_argument("--grade", type=Path, default=None, help="regrade the completions an --out file holds, then stop")
     args = p.parse_args()
+    if args.grade:
+        return regrade(args.grade)
     if args.threads:
         torch.set_num_threads(args.threads)
     gguf = args.gguf or default_gguf()
@@ -75,6 +93,10 @@ def main() -> None:
           f"batch {args.batch}, {torch.get_num_threads()} threads")
     native, hf = (run(b, gguf, problems, task, params, args.batch) for b in ("native", "transformers"))
     same = sum(a == b for a, b in zip(native["texts"], hf["texts"])) / len(problems)
+    if args.out:
+        args.out.write_text(json.dumps({r["backend"]: [{"id": p.id, "completion": t, "passed": ok} for p, t, ok in
+                                                       zip(problems, r["texts"], r["passed"])] for r in (native, hf)},
+                                       indent=1))
     print(f"\n| engine | pass@1 | generated tokens | seconds | tokens/s |\n|---|---|---|---|---|")
     for r in (native, hf):
         print(f"| {r['backend']} | {r['pass@1']:.3f} | {r['tokens']:,} | {r['seconds']:.0f} | {r['tokens/s']:.1f} |")

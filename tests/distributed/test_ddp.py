@@ -28,12 +28,13 @@ def examples(n: int = 24) -> list:
     return out
 
 
-def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
-    """Equal to 1e-5, but for rare entries: Adam divides a near-zero gradient by its own size, so float-order noise
-    there can move one weight by ~lr·1e-3 (seen: one entry in 2048 off by 3e-5 after 3 steps at lr 1e-2)."""
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, rare: float = 0.002) -> None:
+    """Equal to 1e-5, but for a `rare` share of entries: Adam divides a near-zero gradient by its own size, so
+    float-order noise there can move one weight by ~lr·1e-3 (seen: one entry in 2048 off by 3e-5 after 3 steps at lr
+    1e-2). A bug in how ranks share the batch moves weights by ~lr = 1e-2, far past the 1e-4 bound."""
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         diff = (p - q).abs()
-        assert diff.max() <= 1e-4 and (diff > 1e-5).float().mean() <= 0.002, (name, diff.max().item())
+        assert diff.max() <= 1e-4 and (diff > 1e-5).float().mean() <= rare, (name, diff.max().item())
 
 
 CFG = SFTConfig(steps=3, batch_size=8, lr=1e-2, warmup_steps=0, log_every=1, checkpoint_every=0, length_buckets=1)
@@ -93,9 +94,13 @@ def test_two_ranks_run_grpo_as_one_process(ray_cluster, variant):
     for a, b in zip(records_one, records_two):
         for key in ("learn/reward", "ledger/generated_tokens", "learn/updates"):
             assert b[key] == a[key], key
-        for key in ("learn/loss", "learn/grad_norm", "learn/clip_frac"):  # a tree's loss nearly cancels: ±1e-6
-            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6 if pair.tree_fn else 1e-7), key
-    assert_same_weights(one.model, two.model)
+        for key in ("learn/loss", "learn/grad_norm", "learn/clip_frac"):  # a tree's loss nearly cancels: ±1e-6, and
+            # its gradient's norm differs by ~1e-5 relative where the ranks sum in another order (seen on AVX-512)
+            assert b[key] == pytest.approx(a[key], rel=1e-4 if pair.tree_fn else 1e-5,
+                                           abs=1e-6 if pair.tree_fn else 1e-7), key
+    # a tree's loss nearly cancels, so float-order noise is a larger share of every gradient entry and Adam carries it
+    # into many weights (a fifth of them off by 1e-5 to 4e-5 on AVX-512): only the 1e-4 bound holds there
+    assert_same_weights(one.model, two.model, rare=1.0 if pair.tree_fn else 0.002)
 
 
 def test_two_ranks_run_ppo_as_one_process(ray_cluster):

@@ -39,6 +39,8 @@ def test_completion_shapes(task):
     source = program(p, chat)
     assert source.startswith("from typing import List\ndef has_close_elements(") and "Sure." not in source
     assert task.verify(p, chat).correct
+    unopened = f"def has_close_elements(numbers: List[float], threshold: float) -> bool:\n{body}```\n\nThis uses abs."
+    assert "This uses" not in program(p, unopened) and task.verify(p, unopened).correct
     wrong = task.verify(p, "    return not_defined\n")
     assert not wrong.correct and "NameError" in wrong.reason
     assert task.answer_key(p, body + "\n\n") == task.answer_key(p, body.replace("\n", "\n\n"))

