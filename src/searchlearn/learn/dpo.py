@@ -131,26 +131,25 @@ def tokenize_pairs(pairs: Sequence[PreferencePair], tokenizer) -> list[TokenPair
     ends the solution. A pair from episodes with tools keeps its sampled ids (the past is never re-tokenized), and
     then every pair of the list carries its two masks as well (None for a text pair: all trained)."""
     prompts = encode_prompts(tokenizer, [p.tokens.problem_prompt if p.tokens else p.prompt for p in pairs])
-    chosen = tokenizer.encode_batch([p.chosen for p in pairs])
-    rejected = tokenizer.encode_batch([p.rejected for p in pairs])
+    texts = [p for p in pairs if p.tokens is None]  # only their continuations are encoded
+    encoded = iter(zip(tokenizer.encode_batch([p.chosen for p in texts]),
+                       tokenizer.encode_batch([p.rejected for p in texts])))
     eos = [tokenizer.eos_id]
-    if not any(p.tokens for p in pairs):
-        return [(pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends)
-                for p, pr, c, r in zip(pairs, prompts, chosen, rejected)]
 
     def ended(mask: list[bool] | None, ends: bool) -> list[bool] | None:
         return None if mask is None else list(mask) + [True] * ends
 
     out = []
-    for p, pr, c, r in zip(pairs, prompts, chosen, rejected):
+    for p, pr in zip(pairs, prompts):
         if p.tokens is None:
+            c, r = next(encoded)
             out.append((pr, c + eos * p.chosen_ends, r + eos * p.rejected_ends, None, None))
-            continue
-        t = p.tokens
-        out.append((pr + list(t.context_ids), list(t.chosen_ids) + eos * p.chosen_ends,
-                    list(t.rejected_ids) + eos * p.rejected_ends, ended(t.chosen_mask, p.chosen_ends),
-                    ended(t.rejected_mask, p.rejected_ends)))
-    return out
+        else:
+            t = p.tokens
+            out.append((pr + list(t.context_ids), list(t.chosen_ids) + eos * p.chosen_ends,
+                        list(t.rejected_ids) + eos * p.rejected_ends, ended(t.chosen_mask, p.chosen_ends),
+                        ended(t.rejected_mask, p.rejected_ends)))
+    return out if len(texts) < len(pairs) else [pair[:3] for pair in out]
 
 
 def trained_tokens(pair: TokenPair, which: int) -> int:

@@ -194,9 +194,13 @@ def _evaluate(problems, trees, owners, nodes, policy, scorer, terminal_reward, a
         p, i, tree = owners[j], nodes[j], trees[owners[j]]
         rollouts[p].append(Trajectory(tree.problem_id, problems[p].prompt, texts[j], tree.steps(i) + extra[j],
                                       tree.token_ids(i) + list(c.token_ids), tree.logprobs(i) + list(c.logprobs),
-                                      values[j], mask=join_masks([(tree.mask(i), len(tree.token_ids(i))),
-                                                                  (c.mask, len(c.token_ids))])))
+                                      values[j], mask=_mask(tree, i, c)))
     return values
+
+
+def _mask(tree: SearchTree, index: int, completion) -> list[bool] | None:
+    """The mask of the path to `index` followed by `completion` (None when the model wrote every token)."""
+    return join_masks([(tree.mask(index), len(tree.token_ids(index))), (completion.mask, len(completion.token_ids))])
 
 
 def _answers(problems, trees, policy, task, accounts: Accounts, cfg: MCTSConfig, rollouts) -> list[SearchResult]:
@@ -215,8 +219,7 @@ def _answers(problems, trees, policy, task, accounts: Accounts, cfg: MCTSConfig,
             finals[p] = Trajectory(tree.problem_id, problems[p].prompt, tree.text(i) + c.text,
                                    tree.steps(i) + completion_steps(c, cfg.delimiter, decode),
                                    tree.token_ids(i) + list(c.token_ids), tree.logprobs(i) + list(c.logprobs),
-                                   tree.nodes[i].value, mask=join_masks([(tree.mask(i), len(tree.token_ids(i))),
-                                                                         (c.mask, len(c.token_ids))]))
+                                   tree.nodes[i].value, mask=_mask(tree, i, c))
     results = []
     for p, (problem, tree) in enumerate(zip(problems, trees)):
         done = [i for i in tree.terminals()]
