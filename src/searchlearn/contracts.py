@@ -63,10 +63,13 @@ class Policy(Protocol):
     ledger: Ledger
     n_params: int  # non-embedding parameters (the ledger's FLOP estimate)
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]: ...
+    def generate(self, prompts: list[str], params: SamplingParams, budgets: list[int] | None = None
+                 ) -> list[Completion]: ...
 
-    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """`generate` from token ids: a multi-turn rollout appends observation ids and never re-tokenizes."""
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams,
+                     budgets: list[int] | None = None) -> list[Completion]:
+        """`generate` from token ids: a multi-turn rollout appends observation ids and never re-tokenizes.
+        `budgets` (one per prompt): that prompt's own cap on new tokens, at most params.max_new_tokens."""
 
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]: ...
 

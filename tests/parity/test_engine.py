@@ -171,6 +171,22 @@ def test_a_prompts_samples_do_not_depend_on_its_batch(model):
     assert [c.token_ids for c in other] != texts
 
 
+def test_a_prompts_budget_cuts_its_rows_where_the_unbudgeted_call_had_them(model):
+    """`budgets`: each prompt's rows end at "length" after their own cap; what they wrote is the unbudgeted rows'
+    first tokens (the same per-row streams), the other prompts are unchanged, and only tokens written are charged."""
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=12, seed=5)
+    engine = Engine(model, TOK, eos_ids=())
+    full = engine.generate(PROMPTS, params)
+    budgets = [3, 12, 1, 7]
+    cut = engine.generate(PROMPTS, params, budgets=budgets)
+    for r, (a, b) in enumerate(zip(full, cut)):
+        k = budgets[r // 2]
+        assert b.token_ids == a.token_ids[:k] and b.logprobs == a.logprobs[:k] and b.finish_reason == "length"
+    assert engine.last_generated_tokens == 2 * sum(budgets)
+    with pytest.raises(ValueError, match="budgets"):
+        engine.generate(PROMPTS, params, budgets=[3, 3])
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_fused_decode_step_equals_the_models_forward(bias):
     """decode.py's fused step (one QKV and one gate-up product, RoPE on queries and keys at once) gives the logits of

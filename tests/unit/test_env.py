@@ -83,14 +83,14 @@ class TurnScript:
     def encode_prompts(self, prompts):
         return [[self.tokenizer.bos_id] + self.tokenizer.encode(p) for p in prompts]
 
-    def generate_ids(self, prompt_ids, params: SamplingParams):
+    def generate_ids(self, prompt_ids, params: SamplingParams, budgets=None):
         self.calls.append((prompt_ids, params))
         out = []
         for i, ids in enumerate(prompt_ids):
             text = self.turns[len(self.calls) - 1]
             cut = min((text.find(s) + len(s) for s in params.stop if s in text), default=len(text))
             finish = "stop" if cut < len(text) or any(text.endswith(s) for s in params.stop) else "eos"
-            ids = self.tokenizer.encode(text[:cut])[: params.max_new_tokens]
+            ids = self.tokenizer.encode(text[:cut])[: min(params.max_new_tokens, budgets[i] if budgets else 1 << 30)]
             finish = "length" if len(ids) < len(self.tokenizer.encode(text[:cut])) else finish
             out += [Completion(i, ids, self.tokenizer.decode(ids), [-0.5] * len(ids), finish)] * params.n
         return out
@@ -207,6 +207,12 @@ def test_an_observation_that_would_overflow_ends_the_episode(tool_task):
     [ep] = run_episodes(TurnScript(tokenizer, [call] * 8), [problem], lambda: countdown_env(tool_task),
                         SamplingParams(temperature=0.0), exact)
     assert (ep.finish, ep.turns, len(ep.token_ids)) == ("budget", 1, n_call)  # not a turn with no room to write
+    # a problem's own budget (a tree branch's: what its prefix left) rules as the limit does, the others keep theirs
+    wide = EpisodeLimits(max_turns=8, max_tokens=10_000)
+    own, other = run_episodes(TurnScript(tokenizer, [call] * 8), [problem, problem], lambda: countdown_env(tool_task),
+                              SamplingParams(temperature=0.0), wide, budgets=[n_call + 3, 10_000])
+    assert (own.finish, own.turns, len(own.token_ids), own.budget) == ("budget", 1, n_call, n_call + 3)
+    assert (other.finish, other.turns, other.budget) == ("max_turns", 8, 10_000)
 
 
 def test_max_turns_and_error_observations(tool_task):

@@ -46,6 +46,22 @@ def test_mc_labels_on_known_rollouts_one_batched_call():
     assert policy.calls == 1 and policy.prompts[0] == [P.prompt + S1, P.prompt + S1 + S2]  # terminal step: no rollouts
 
 
+def test_mc_labels_within_budget_give_each_rollout_what_its_prefix_left():
+    """VinePPO's values: max_new_tokens bounds prefix + rollout, so a rollout from a later step may write less (the
+    scripted policy's tokens are characters); by default every rollout gets the whole budget."""
+    budget = len(S1 + S2) + len(RIGHT) - len(EOS)  # a rollout after S1 + S2 has room for the answer, not its eos
+    policy = scripted()
+    [rec] = mc_labels(policy, TASK, [P], [S1 + S2 + S3], m=4, max_new_tokens=budget, within_budget=True)
+    assert policy.budgets == [[budget - len(S1), budget - len(S1 + S2)]]
+    assert rec.soft == [0.75, 0.25, 1.0]  # the answer line fits; only the eos is cut, which verify does not need
+    tight = scripted()
+    [rec] = mc_labels(tight, TASK, [P], [S1 + S2 + S3], m=4, max_new_tokens=len(S1 + S2) + 5, within_budget=True)
+    assert tight.budgets == [[len(S2) + 5, 5]] and rec.soft[1] == 0.0  # 5 characters cannot hold an answer
+    free = scripted()
+    mc_labels(free, TASK, [P], [S1 + S2 + S3], m=4, max_new_tokens=len(S1 + S2) + 5)
+    assert free.budgets == [None]
+
+
 def test_mc_labels_hard_zero_when_no_rollout_succeeds_and_wrong_answer_terminal():
     policy = ScriptedPolicy(lambda prompt, n: [WRONG] * n)
     [rec] = mc_labels(policy, TASK, [P], [S1 + "answer 3+7+25\n"], m=3)

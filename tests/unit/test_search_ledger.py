@@ -31,8 +31,8 @@ def engine_counter(policy: LocalPolicy) -> list[int]:
     produced: list[int] = []
     original = policy.engine.generate
 
-    def generate(prompt_ids, params):
-        out = original(prompt_ids, params)
+    def generate(prompt_ids, params, **options):
+        out = original(prompt_ids, params, **options)
         produced.append(policy.engine.last_generated_tokens)
         return out
 

@@ -52,6 +52,32 @@ def test_sample_trees_continues_each_branch_from_its_prefix():
     assert [c.token_ids for g in groups for c in g] == [c.token_ids for g in again for c in g]  # seeded
 
 
+def test_every_leaf_keeps_within_the_chains_budget():
+    """A branch writes only what its prefix left of max_new_tokens, so no leaf is longer than a chain may be (the
+    engine never stops at eos here: every chain uses its whole budget, every branch must be cut) and the ledger
+    charges each branch its own tokens only."""
+    policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
+    policy.engine.eos_ids = frozenset()
+    calls = []
+    generate_ids = policy.generate_ids
+    policy.generate_ids = lambda ids, params, **kw: calls.append((ids, kw.get("budgets"))) or generate_ids(ids, params,
+                                                                                                          **kw)
+    shape = TreeShape(roots=2, levels=2, points=2, children=2, branch_at="surprisal")
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=9, seed=1)
+    groups = sample_trees(PROBLEMS[:3], policy, params, shape)
+    leaves = [c for g in groups for c in g]
+    assert len(leaves) == 3 * shape.leaves and [len(c.token_ids) for c in leaves] == [9] * len(leaves)
+    assert all(c.finish_reason == "length" for c in leaves)
+    prompts = {tuple(ids) for ids in policy.encode_prompts([p.prompt for p in PROBLEMS[:3]])}
+    branch_tokens = 0
+    for ids, budgets in calls[1:]:  # one call per level: each row's prompt is a problem's prompt + a prefix
+        for row, budget in zip(ids, budgets):
+            prompt = next(p for p in prompts if tuple(row[: len(p)]) == p)
+            assert budget == 9 - (len(row) - len(prompt))
+            branch_tokens += shape.children * budget
+    assert policy.ledger.generated_tokens == 3 * 2 * 9 + branch_tokens < 9 * len(leaves)
+
+
 def test_tree_advantages_train_each_segment_once_with_its_treerl_advantage():
     policy = LocalPolicy(tiny_model(0, TOK.vocab_size), TOK)
     cfg = GRPOConfig(steps=1, prompts_per_step=2, group_size=2, max_new_tokens=6, seed=0, tree_levels=1,

@@ -21,4 +21,5 @@ def test_vineppo_rolls_out_from_every_step_and_counts_those_tokens():
     sampled = policy.ledger.since(before).generated_tokens
     assert value_tokens > 0  # the random policy writes steps, and each non-final one is rolled out from twice
     assert sum(r["count/generated_tokens"] for r in records) == sampled  # rollouts + value rollouts, nothing else
+    assert sum(r["ledger/prefilled_tokens"] for r in records) == policy.ledger.since(before).prefilled_tokens > 0
     assert all(r["count/generated_tokens"] > r["ledger/value_rollout_tokens"] for r in records)

@@ -42,6 +42,7 @@ class Episode:
     text: str = ""  # turns and observations as the environment saw them
     reward: float = 0.0
     turns: int = 0
+    budget: int = 512  # tokens this episode may hold after its prompt (EpisodeLimits.max_tokens, or less)
     finish: str = ""  # one of FINISHES
     eos: bool = False  # the last turn ended with EOS (an action the learners train, like a single-turn completion's)
     info: list[dict] = field(default_factory=list)  # each step's info
@@ -53,16 +54,19 @@ class Episode:
 
 def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams,
                  limits: EpisodeLimits = EpisodeLimits(), contexts: Sequence[list[int]] | None = None,
-                 inline: bool = True) -> list[Episode]:
+                 inline: bool = True, budgets: Sequence[int] | None = None) -> list[Episode]:
     """`params.n` episodes per problem (module docstring), problem-major. `contexts`: each problem's starting ids
-    (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text. `inline`:
+    (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text; `budgets`:
+    each problem's own token budget, at most `limits.max_tokens` (a branch's prefix spent the rest). `inline`:
     one engine call for everything where the policy can answer stops inline (`_run_inline`); False forces one call
     per turn (a benchmark's peer)."""
     envs = [make_env() for _ in problems for _ in range(params.n)]
     first = [env.reset(problems[i // params.n]) for i, env in enumerate(envs)]
     starts = policy.encode_prompts(first) if contexts is None else [list(contexts[i // params.n]) for i in
                                                                      range(len(envs))]
-    episodes = [Episode(i // params.n, ids) for i, ids in enumerate(starts)]
+    budget = [min(limits.max_tokens, budgets[i // params.n]) if budgets else limits.max_tokens
+              for i in range(len(envs))]
+    episodes = [Episode(i // params.n, ids, budget=b) for i, (ids, b) in enumerate(zip(starts, budget))]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
     batched = envs and getattr(envs[0], "batched", False)  # steps a turn at a time, its work prefetched in one batch
     if inline and not batched and getattr(policy, "inline_tools", False) and envs:
@@ -75,10 +79,12 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
         for e in active:
             contexts.setdefault(tuple(episodes[e].prompt_ids + episodes[e].token_ids), []).append(e)
         n = max(map(len, contexts.values()))
-        room = max(limits.max_tokens - len(episodes[e].token_ids) for e in active)
+        room = max(episodes[e].budget - len(episodes[e].token_ids) for e in active)
         turn_params = replace(params, n=n, stop=stop, max_new_tokens=min(params.max_new_tokens, room),
                               seed=None if params.seed is None else params.seed + 7919 * turn)
-        completions = policy.generate_ids([list(c) for c in contexts], turn_params)
+        budgets = [max(episodes[e].budget - len(episodes[e].token_ids) for e in members)  # each context's room
+                   for members in contexts.values()]
+        completions = policy.generate_ids([list(c) for c in contexts], turn_params, budgets=budgets)
         if batched:
             pending = [(envs[e], completions[c * n + k].text) for c, members in enumerate(contexts.values())
                        for k, e in enumerate(members)]
@@ -116,7 +122,8 @@ def _run_inline(policy, episodes: list[Episode], envs: list, params: SamplingPar
 
     starts = [episodes[i].prompt_ids for i in range(0, len(episodes), n)]
     call = replace(params, max_new_tokens=min(params.max_new_tokens * limits.max_turns, limits.max_tokens))
-    completions = policy.generate_ids(starts, call, on_stop=on_stop)
+    budgets = [episodes[i].budget for i in range(0, len(episodes), n)]
+    completions = policy.generate_ids(starts, call, on_stop=on_stop, budgets=budgets)
     for ep, env, c, start in zip(episodes, envs, completions, turn_start):
         ep.token_ids, ep.logprobs = list(c.token_ids), list(c.logprobs)
         ep.mask = list(c.mask) if c.mask is not None else [True] * len(c.token_ids)
@@ -155,7 +162,7 @@ def episode_completion(ep: Episode) -> Completion:
 
 def _turn(ep: Episode, env: Environment, completion, limits: EpisodeLimits, tokenizer) -> bool:
     """Apply one sampled turn to `ep`; whether the episode goes on."""
-    room = limits.max_tokens - len(ep.token_ids)
+    room = ep.budget - len(ep.token_ids)
     tokens, logprobs, text = completion.token_ids, completion.logprobs, completion.text
     ep.turns += 1
     ep.eos = completion.finish_reason == "eos"
@@ -194,7 +201,7 @@ def _answer(ep: Episode, env: Environment, text: str, length: int, limits: Episo
         ep.finish = "max_turns"
         return None
     observed = tokenizer.encode(result.observation)
-    if length + len(observed) >= limits.max_tokens:
+    if length + len(observed) >= ep.budget:
         ep.finish, ep.reward = "budget", 0.0
         return None
     ep.text += result.observation

@@ -46,16 +46,21 @@ class ToolPolicy:
     def __getattr__(self, name: str):
         return getattr(self.policy, name)
 
-    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[Completion]:
-        return self._generate([Problem(f"prompt{i}", p) for i, p in enumerate(prompts)], params)
+    def generate(self, prompts: Sequence[str], params: SamplingParams, budgets: Sequence[int] | None = None
+                 ) -> list[Completion]:
+        return self._generate([Problem(f"prompt{i}", p) for i, p in enumerate(prompts)], params, budgets=budgets)
 
-    def generate_ids(self, prompt_ids: Sequence[list[int]], params: SamplingParams) -> list[Completion]:
-        """`generate` from token ids (a tree rollout's branch continues the ids of its prefix, observations included)."""
-        return self._generate([Problem(f"prompt{i}", "") for i in range(len(prompt_ids))], params, prompt_ids)
+    def generate_ids(self, prompt_ids: Sequence[list[int]], params: SamplingParams,
+                     budgets: Sequence[int] | None = None) -> list[Completion]:
+        """`generate` from token ids (a tree rollout's branch continues the ids of its prefix, observations included;
+        `budgets`: each prompt's own cap on new tokens, answers included)."""
+        return self._generate([Problem(f"prompt{i}", "") for i in range(len(prompt_ids))], params, prompt_ids,
+                              budgets)
 
-    def _generate(self, problems: list[Problem], params: SamplingParams, contexts=None) -> list[Completion]:
+    def _generate(self, problems: list[Problem], params: SamplingParams, contexts=None, budgets=None
+                  ) -> list[Completion]:
         episodes = run_episodes(self.policy, problems, lambda: self._env, params,
-                                EpisodeLimits(max_tokens=params.max_new_tokens), contexts)
+                                EpisodeLimits(max_tokens=params.max_new_tokens), contexts, budgets=budgets)
         out = []
         for ep in episodes:
             c = episode_completion(ep)

@@ -194,6 +194,7 @@ def collect(policy: TrainablePolicy, problems: Sequence[Problem], step: int, cfg
              "learn/groups_drawn": len(scores_) // rollout.group_size, "learn/unscored": all_sum(rollout.unscored),
              "learn/informative_groups": informative,
              "ledger/generated_tokens": all_sum(rollout.ledger.generated_tokens),
+             "ledger/prefilled_tokens": all_sum(rollout.ledger.prefilled_tokens),
              "count/samples": len(scores_), "count/generated_tokens": all_sum(rollout.ledger.generated_tokens)}
     task = getattr(reward, "task", None)
     if hasattr(task, "step_marks"):
@@ -343,11 +344,11 @@ def train_grpo(
             spent, before = reward_tokens(shaping.scorer), policy.ledger.copy()
             advantages = shaping.token_advantages(rollout, advantages)
             record["ledger/reward_tokens"] = all_sum(reward_tokens(shaping.scorer) - spent)
-            rolled = all_sum(policy.ledger.since(before).generated_tokens)  # a scorer's own rollouts (MC values)
-            if rolled:
-                record["ledger/value_rollout_tokens"] = rolled
-                record["count/generated_tokens"] += rolled
-                record["ledger/generated_tokens"] += rolled
+            values = policy.ledger.since(before)  # a scorer's own rollouts (MC values), generated and prefilled
+            rolled = record["ledger/value_rollout_tokens"] = all_sum(values.generated_tokens)
+            record["ledger/prefilled_tokens"] += all_sum(values.prefilled_tokens)
+            record["count/generated_tokens"] += rolled
+            record["ledger/generated_tokens"] += rolled
         else:
             advantages = advantages.flatten()  # (B,)
         if all_sum(float(advantages.abs().sum())) > 0 or (cfg.beta > 0 and len(rewards)):

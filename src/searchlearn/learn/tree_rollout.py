@@ -10,9 +10,10 @@ sampling (rewards, dynamic sampling, the batch) is unchanged; `prefix_tree` then
 
 Every continuation is one row of one batched engine call per level; its prompt is the problem's prompt plus the
 prefix, so the prefill of prefixes is counted in the ledger like any other (the engine prefills equal prompts once).
-For a task with tools the policy is a `ToolPolicy` (env/tool_policy.py): chains and continuations are episodes whose
-tools' answers are masked, a branch never starts inside an answer, and a continuation's budget counts from its
-prefix (so a branch may end up to its prefix's length past the chains' cap, as in the single-turn case).
+A continuation may write what its prefix left of the chains' budget (`budgets`, engine.py), so every leaf is held to
+the cap a chain is held to: a branch that ran on past it would be rewarded for answers no chain (and no evaluation)
+could reach. For a task with tools the policy is a `ToolPolicy` (env/tool_policy.py): chains and continuations are
+episodes whose tools' answers are masked (and count against the budget), and a branch never starts inside an answer.
 """
 
 from __future__ import annotations
@@ -98,7 +99,8 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
                     where.append((i, m, subtree[c], p))
         seed = None if params.seed is None else params.seed * 7919 + level + 1
         out = policy.generate_ids([prompt_ids[i] + prefix for (i, *_), prefix in zip(where, prefixes)],
-                                  replace(params, n=shape.children, seed=seed))
+                                  replace(params, n=shape.children, seed=seed),
+                                  budgets=[params.max_new_tokens - len(prefix) for prefix in prefixes])
         for j, (i, m, parent, p) in enumerate(where):
             for cont in out[j * shape.children : (j + 1) * shape.children]:
                 mask = None if parent.mask is None and cont.mask is None else (

@@ -132,7 +132,8 @@ def train_vineppo(policy, problems, cfg, rewards, ckpt_dir, log, name: str) -> d
     Monte-Carlo value the step made, Â_k = V̂(s_{k+1}) − V̂(s_k) (+ R on the last step), V̂ from `vine_rollouts`
     rollouts after every step (reward/montecarlo.py) and the group's mean outcome for the prompt. That is Dr. GRPO with
     the MC values as potential, α = 1, λ = 0 (learn/dense_rewards.py); the rollouts are counted as generated tokens."""
-    scorer = MonteCarloScorer(policy, rewards.task, cfg.vine_rollouts, cfg.max_new_tokens, cfg.temperature)
+    scorer = MonteCarloScorer(policy, rewards.task, cfg.vine_rollouts, cfg.max_new_tokens, cfg.temperature,
+                              within_budget=True)  # V̂(s_k) under the chains' own horizon
     shaping = PotentialShaping(scorer, rewards.task, policy.tokenizer.decode, coef=1.0, lam=0.0)
     pair = recipe("dr_grpo", cfg)
     return train_grpo(policy, problems, cfg, rewards.outcome, pair.advantage_fn, pair.loss_fn, ckpt_dir=ckpt_dir,

@@ -151,7 +151,8 @@ class Engine:
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def generate(self, prompt_ids: list[list[int]], params: SamplingParams,
-                 on_stop: Callable[[int, list[int]], list[int] | None] | None = None) -> list[Completion]:
+                 on_stop: Callable[[int, list[int]], list[int] | None] | None = None,
+                 budgets: list[int] | None = None) -> list[Completion]:
         """Sample params.n completions of every prompt, prompt-major.
 
         Same seed, prompts and params -> same completions, and a prompt's samples do not depend on the other prompts
@@ -162,9 +163,14 @@ class Engine:
         sampled: logprob 0.0, `mask` False), then sampling resumes. Multi-turn episodes run this way in one call,
         rows answering tool calls while the others decode (env/rollout.py); forced tokens count against
         `max_new_tokens` and are charged as generated tokens (each is one decode step).
+
+        `budgets` (one per prompt): a prompt's rows end ("length") after min(budget, params.max_new_tokens) tokens,
+        e.g. a tree rollout's branch, whose prefix already spent part of the chains' budget.
         """
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
+        if budgets is not None and (len(budgets) != len(prompt_ids) or min(budgets, default=1) < 1):
+            raise ValueError(f"budgets: one per prompt ({len(prompt_ids)}), each >= 1")
         self.last_prefill_tokens = self.last_generated_tokens = 0
         cache = self.prefix_cache
         if cache is not None:
@@ -173,16 +179,18 @@ class Engine:
         store = cache is not None and (any(params.stop) or cache.store_plain)
         rows = [p for p in range(len(prompt_ids)) for _ in range(params.n)]  # row -> prompt index, prompt-major
         keys = row_keys(prompt_ids, params.n, params.seed) if params.temperature > 0 else None  # (R, 2)
+        limits = [min(params.max_new_tokens, budgets[p]) if budgets else params.max_new_tokens for p in rows]
         out: list[Completion] = []
         for start in range(0, len(rows), self.max_batch):
             chunk = slice(start, start + self.max_batch)
             callback = None if on_stop is None else (lambda r, tokens, start=start: on_stop(start + r, tokens))
             out += self._generate_chunk(prompt_ids, rows[chunk], params, None if keys is None else keys[chunk], store,
-                                        callback)
+                                        callback, limits[chunk])
         return out
 
     def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, keys: torch.Tensor | None,
-                        store_rows: bool, on_stop: Callable | None = None) -> list[Completion]:
+                        store_rows: bool, on_stop: Callable | None = None, limits: list[int] | None = None
+                        ) -> list[Completion]:
         model, device, prefixes = self.model, self.device, self.prefix_cache
         weights = fused_weights(model) if self.fused else None
         # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
@@ -194,7 +202,9 @@ class Engine:
         hits = [prefixes.lookup(k, len(k) - 1) if prefixes else Hit(0) for k in distinct]
         layout = Layout([h.length for h in hits], [n - h.length for n, h in zip(lengths, hits)])
         U, S = len(distinct), layout.S
-        cache = model.new_cache(U, layout.C + S + params.max_new_tokens)
+        limits = limits or [params.max_new_tokens] * len(rows)  # per chunk row: tokens it may generate
+        steps = max(limits)
+        cache = model.new_cache(U, layout.C + S + steps)
         if prefixes:
             prefixes.place(cache, hits)
         ids = torch.full((U, S), self.pad_id, dtype=torch.long)
@@ -236,7 +246,7 @@ class Engine:
                 items.append((distinct[i] + tokens[r][:generated], j, layout.slots(i, generated)))
             prefixes.insert_many(cache, items)
 
-        for step in range(params.max_new_tokens):
+        for step in range(steps):
             u = None if keys is None else uniforms(keys, step)  # (B, 1): each row's own draw
             chosen, chosen_logp = sample_tokens(logits, params.temperature, params.top_p, u)  # (B,), (B,)
             self.last_generated_tokens += len(active)
@@ -252,7 +262,8 @@ class Engine:
                     logprobs[r].append(0.0)
                     masks[r].append(False)
                     fresh[r] = len(tokens[r])
-                    keep.append(j)
+                    if step + 1 < limits[r]:
+                        keep.append(j)
                     continue
                 if t in self.eos_ids:
                     reasons[r] = "eos"
@@ -267,8 +278,9 @@ class Engine:
                         reasons[r] = "stop"
                         continue
                     forced[r] = list(reversed(answer))
-                keep.append(j)
-            if not keep or step == params.max_new_tokens - 1:
+                if step + 1 < limits[r]:  # else the row's budget is spent: it ends at "length"
+                    keep.append(j)
+            if not keep or step == steps - 1:
                 if store_rows:  # the K/V of this step's tokens were never computed: `step` generated tokens are cached
                     store(list(range(len(active))), step)
                 break

@@ -91,16 +91,18 @@ class LocalPolicy:
     def encode_prompts(self, prompts: list[str]) -> list[list[int]]:
         return encode_prompts(self.tokenizer, prompts)
 
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
-        return self.generate_ids(self.encode_prompts(prompts), params)
+    def generate(self, prompts: list[str], params: SamplingParams, budgets: list[int] | None = None
+                 ) -> list[Completion]:
+        return self.generate_ids(self.encode_prompts(prompts), params, budgets=budgets)
 
     inline_tools = True  # generate_ids takes on_stop: multi-turn episodes run in one engine call (env/rollout.py)
 
-    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams, on_stop=None) -> list[Completion]:
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams, on_stop=None,
+                     budgets: list[int] | None = None) -> list[Completion]:
         """`generate` from token ids (multi-turn rollouts append observation ids and never re-tokenize the past);
-        `on_stop` answers a row's stop with ids fed to it next (engine.py), so episodes need no call per turn."""
-        completions = (self.engine.generate(prompt_ids, params) if on_stop is None
-                       else self.engine.generate(prompt_ids, params, on_stop=on_stop))
+        `on_stop` answers a row's stop with ids fed to it next (engine.py), so episodes need no call per turn;
+        `budgets`: each prompt's own cap on new tokens (below params.max_new_tokens)."""
+        completions = self.engine.generate(prompt_ids, params, on_stop=on_stop, budgets=budgets)
         self.ledger.charge_policy(self.engine.last_generated_tokens, self.engine.last_prefill_tokens, self.n_params)
         return completions
 

@@ -73,13 +73,15 @@ class TransformersPolicy:
         )
 
     @torch.inference_mode()
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompts: list[str], params: SamplingParams, budgets: list[int] | None = None
+                 ) -> list[Completion]:
         """params.n completions per prompt, prompt-major; same seed and inputs -> same completions."""
-        return self.generate_ids(self.encode_prompts(prompts), params)
+        return self.generate_ids(self.encode_prompts(prompts), params, budgets)
 
     @torch.inference_mode()
-    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """`generate` from token ids."""
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams,
+                     budgets: list[int] | None = None) -> list[Completion]:
+        """`generate` from token ids; `budgets`: each prompt's own cap on new tokens (a longer row is cut there)."""
         if any(len(p) == 0 for p in prompt_ids):
             raise ValueError("every prompt needs at least one token")
         per_chunk = max(1, self.max_batch // params.n)
@@ -89,10 +91,12 @@ class TransformersPolicy:
             if params.seed is not None:
                 torch.manual_seed(params.seed)
             for start in range(0, len(prompt_ids), per_chunk):
-                out += self._generate_chunk(prompt_ids[start : start + per_chunk], start, params)
+                out += self._generate_chunk(prompt_ids[start : start + per_chunk], start, params,
+                                            None if budgets is None else budgets[start : start + per_chunk])
         return out
 
-    def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams) -> list[Completion]:
+    def _generate_chunk(self, prompt_ids: list[list[int]], offset: int, params: SamplingParams,
+                        budgets: list[int] | None = None) -> list[Completion]:
         P = max(map(len, prompt_ids))
         ids = torch.full((len(prompt_ids), P), self.tokenizer.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -111,7 +115,7 @@ class TransformersPolicy:
         completions = []
         for r, row in enumerate(new):
             tokens, reason = [], "length"
-            for t in row:
+            for t in row[: None if budgets is None else budgets[r // params.n]]:
                 if t in self.eos_ids:
                     reason = "eos"
                     break

@@ -220,12 +220,14 @@ class VLLMPolicy:
 
     # -- generation ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def generate(self, prompts: list[str], params: SamplingParams) -> list[Completion]:
+    def generate(self, prompts: list[str], params: SamplingParams, budgets: list[int] | None = None
+                 ) -> list[Completion]:
         """params.n completions per prompt, prompt-major, from the learner's current weights."""
-        return self.generate_ids(self.encode_prompts(prompts), params)
+        return self.generate_ids(self.encode_prompts(prompts), params, budgets)
 
-    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams) -> list[Completion]:
-        """`generate` from token ids."""
+    def generate_ids(self, prompt_ids: list[list[int]], params: SamplingParams,
+                     budgets: list[int] | None = None) -> list[Completion]:
+        """`generate` from token ids; `budgets`: each prompt's own cap on new tokens."""
         self.sync()
         for p in prompt_ids:
             if not p:
@@ -233,11 +235,11 @@ class VLLMPolicy:
             if len(p) >= self.max_model_len:
                 raise ValueError(f"a prompt of {len(p)} tokens leaves no room to generate within max_model_len="
                                  f"{self.max_model_len} (policy.vllm.max_model_len, at most the model's context)")
-        outputs, eos = self._sample(prompt_ids, params), self._eos_ids()
+        outputs, eos = self._sample(prompt_ids, params, budgets), self._eos_ids()
         return [self._completion(r // params.n, prompt_ids[r // params.n], out, params, eos)
                 for r, out in enumerate(outputs)]
 
-    def _sample(self, prompt_ids: list[list[int]], params: SamplingParams) -> list:
+    def _sample(self, prompt_ids: list[list[int]], params: SamplingParams, budgets: list[int] | None = None) -> list:
         """One vLLM request per sample (rows prompt-major), each with its exact prefix-cache hit count."""
         from vllm import SamplingParams as VSP
         from vllm import TokensPrompt
@@ -254,7 +256,8 @@ class VLLMPolicy:
             requests.append(TokensPrompt(prompt_token_ids=ids))
             sampling.append(VSP(
                 n=1, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                max_tokens=min(params.max_new_tokens, self.max_model_len - len(ids)), logprobs=0,
+                max_tokens=min(params.max_new_tokens, budgets[r // params.n] if budgets else params.max_new_tokens,
+                               self.max_model_len - len(ids)), logprobs=0,
                 stop_token_ids=stop_ids, ignore_eos=True, detokenize=self.uses_tokenizer,
                 stop=list(s for s in stops if len(s) > 1) if self.uses_tokenizer else None,
                 include_stop_str_in_output=True, seed=None if seeds is None else seeds[r]))

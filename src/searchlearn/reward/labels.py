@@ -75,7 +75,8 @@ def step_prefixes(steps: Sequence[str]) -> list[str]:
 
 def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[str], m: int = 8,
               temperature: float = 1.0, max_new_tokens: int = 128, seed: int | None = 0,
-              is_terminal: Callable[[Problem, str], bool] | None = None, step_only: bool = True) -> list[StepLabels]:
+              is_terminal: Callable[[Problem, str], bool] | None = None, step_only: bool = True,
+              within_budget: bool = False) -> list[StepLabels]:
     """Monte-Carlo labels for each step of each (problem, completion): M rollouts per non-terminal step prefix.
 
     `completions[j]` is a solution to `problems[j]` (without the prompt). Rollouts continue `prompt + prefix` to the
@@ -83,7 +84,9 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
     (`task.backs_out`), a rollout that abandons the labelled step (backtracks above it) counts as a failure: it is
     evidence about another branch, not about this step — otherwise a dead end that the policy later backs out of
     inherits its parent's value. A prefix that `is_terminal` (default: its last line is an answer) is labelled by
-    verifying it alone. One batched `policy.generate` call for everything."""
+    verifying it alone. `within_budget`: `max_new_tokens` is the whole solution's budget, so a rollout may write
+    only what its prefix left of it (a value under the horizon the solution was sampled with, as VinePPO's is);
+    otherwise each rollout gets all of it. One batched `policy.generate` call for everything."""
     if len(problems) != len(completions):
         raise ValueError(f"{len(problems)} problems but {len(completions)} completions")
     if m < 1:
@@ -100,8 +103,10 @@ def mc_labels(policy, task, problems: Sequence[Problem], completions: Sequence[s
                 jobs.append((j, i, prefix))
     if jobs:
         params = SamplingParams(n=m, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed)
+        budgets = ([max(1, max_new_tokens - len(policy.tokenizer.encode(prefix))) for _, _, prefix in jobs]
+                   if within_budget else None)
         rolls = with_tools(policy, task).generate([records[j].problem.prompt + prefix for j, _, prefix in jobs],
-                                                  params)  # a task with tools: the rollouts' calls are answered
+                                                  params, budgets)  # a task with tools: the calls are answered
         backs_out = getattr(task, "backs_out", None) if step_only else None
         for k, (j, i, prefix) in enumerate(jobs):
             problem = records[j].problem

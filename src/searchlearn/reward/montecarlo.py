@@ -21,20 +21,24 @@ class MonteCarloScorer:
     """Per-step MC values from `rollouts` completions of each step prefix, sampled from `policy` (one batched call).
     The rollouts' seed is a function of the prefixes scored, so a resumed run draws what an uninterrupted one did."""
 
-    def __init__(self, policy, task, rollouts: int = 4, max_new_tokens: int = 288, temperature: float = 1.0):
+    def __init__(self, policy, task, rollouts: int = 4, max_new_tokens: int = 288, temperature: float = 1.0,
+                 within_budget: bool = False):
         if rollouts < 1:
             raise ValueError(f"rollouts must be >= 1, got {rollouts}")
         self.policy, self.task, self.rollouts = policy, task, rollouts
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.within_budget = within_budget  # max_new_tokens bounds prefix + rollout (mc_labels)
         self.ledger = Ledger()  # no reward-model tokens: the rollouts are charged to the policy's ledger
 
     def with_policy(self, policy) -> MonteCarloScorer:
         """The same scorer rolling out with another policy (a data-parallel rank's replica)."""
-        return MonteCarloScorer(policy, self.task, self.rollouts, self.max_new_tokens, self.temperature)
+        return MonteCarloScorer(policy, self.task, self.rollouts, self.max_new_tokens, self.temperature,
+                                self.within_budget)
 
     def __call__(self, problems: Sequence[Problem], prefixes: Sequence[Prefix]) -> list[list[float]]:
         texts = [prefix_text(p) for p in prefixes]
         seed = zlib.crc32("\0".join(p.id + "\1" + t for p, t in zip(problems, texts)).encode())
         labels = mc_labels(self.policy, self.task, problems, texts, m=self.rollouts, temperature=self.temperature,
-                           max_new_tokens=self.max_new_tokens, seed=seed, step_only=False)
+                           max_new_tokens=self.max_new_tokens, seed=seed, step_only=False,
+                           within_budget=self.within_budget)
         return [label.soft for label in labels]
