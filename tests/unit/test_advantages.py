@@ -77,6 +77,17 @@ def test_gae_special_cases_and_offsets():
     assert close(adv2, [[0.0, 0.2, 0.4, 0.2, 0.0]])
 
 
+
+def test_gae_passes_over_an_environments_answer_between_turns():
+    """3 call tokens, 2 answer tokens (mask 0), 3 more model tokens, outcome 1 at the last, V = 0.5, γ = λ = 1: every
+    model token's advantage is 1 − 0.5 (the call is credited with what follows its answer), its return 1."""
+    mask = torch.tensor([[1.0, 1, 1, 0, 0, 1, 1, 1]])
+    rewards = torch.tensor([[0.0, 0, 0, 0, 0, 0, 0, 1]])
+    adv, ret = gae(rewards, torch.full((1, 8), 0.5), mask, gamma=1.0, lam=1.0)
+    assert adv.tolist() == [[0.5, 0.5, 0.5, 0, 0, 0.5, 0.5, 0.5]] and ret.tolist() == [[1, 1, 1, 0, 0, 1, 1, 1]]
+    adv, _ = gae(rewards, torch.full((1, 8), 0.5), mask, gamma=0.5, lam=0.0)  # one-step TD across the answer
+    assert adv.tolist() == [[-0.25, -0.25, -0.25, 0, 0, -0.25, -0.25, 0.5]]
+
 def test_terminal_token_rewards_put_the_outcome_on_the_last_real_token():
     mask = torch.tensor([[0.0, 1, 1, 1, 0], [1.0, 1, 0, 0, 0]])
     kl = torch.full((2, 5), 0.5)

@@ -215,6 +215,24 @@ def test_an_observation_that_would_overflow_ends_the_episode(tool_task):
     assert (other.finish, other.turns, other.budget) == ("max_turns", 8, 10_000)
 
 
+def test_a_context_that_splits_a_tool_call_is_read_whole(tool_task):
+    """A tree branch from inside a turn (`opened`: that turn's text so far) continues the call its prefix began: the
+    environment reads the whole call and answers it; without `opened` it would see half a call and answer an error."""
+    tokenizer = TaskTokenizer(WORDS, digits=True)
+    problem = tool_task.problems("test", 1)[0]
+    T = problem.data["target"]
+    start = tokenizer.encode("try 1: need")
+    context = [tokenizer.bos_id] + tokenizer.encode(problem.prompt) + start
+    answer = tokenizer.encode(" " + need_tool().fn(T, 1))
+    for opened in (["try 1: need"], None):
+        [ep] = run_episodes(TurnScript(tokenizer, [f" {T} 1 ?", "answer"]), [problem], lambda: countdown_env(tool_task),
+                            SamplingParams(temperature=0.0), EpisodeLimits(max_turns=2, max_tokens=10_000),
+                            contexts=[context], opened=opened)
+        assert ep.text.startswith(f" {T} 1 ?")  # the episode's own text: the continuation only
+        observed = [t for t, m in zip(ep.token_ids, ep.mask) if not m]
+        assert ep.info[0]["error"] == (opened is None) and (observed == answer) == (opened is not None)
+
+
 def test_max_turns_and_error_observations(tool_task):
     tokenizer = TaskTokenizer(WORDS, digits=True)
     problem = tool_task.problems("test", 1)[0]

@@ -4,10 +4,12 @@ import pytest
 import torch
 from conftest import tiny_model
 
-from searchlearn.learn.advantages import treerl_advantages
+from searchlearn.learn.advantages import grpo_advantages, tree_values, treerl_advantages, treerpo_advantages
 from searchlearn.learn.grpo import GRPOConfig, collect, recipe, train_grpo
+from searchlearn.learn.rollout import Rollout
+from searchlearn.learn.tree import prefix_tree
 from searchlearn.learn.tree_rollout import tree_advantages
-from searchlearn.learn.tree_rollout import TreeShape, branch_points, sample_trees
+from searchlearn.learn.tree_rollout import TreeShape, branch_points, open_turn, sample_trees
 from searchlearn.policy.policy import LocalPolicy
 from searchlearn.policy.tokenizer import TaskTokenizer
 from searchlearn.types import Completion, Problem, SamplingParams
@@ -30,7 +32,16 @@ def test_branch_points_are_distinct_step_starts_or_the_most_surprising_tokens():
     assert sorted(set(points)) == [(0, 2), (0, 4)] and len(points) == 3
     surprise = branch_points(chains, 2, TreeShape(1, 1, 2, 1, "surprisal"), text, random.Random(0))
     assert surprise == [(0, 2), (0, 4)]  # −log π 3.0 then 0.5 (chain 1's 0.3 at position 2 repeats the prefix [1, 2])
+    # a prefix branched from at an earlier level is passed over while others remain (next: −log π 0.2 at [1])
+    assert branch_points(chains, 2, TreeShape(1, 1, 2, 1, "surprisal"), text, random.Random(0), {(1, 2)}) == [(0, 4),
+                                                                                                              (0, 1)]
     assert branch_points([Completion(0, [1], "", [-1.0], "eos")], 2, step, text, random.Random(0)) == [(0, 0)] * 2
+
+
+def test_open_turn_is_the_models_text_since_the_last_answer():
+    episode = Completion(0, [1, 2, 3, 4, 5, 6], "", [0.0] * 6, "eos", [True, True, False, False, True, True])
+    decode = lambda ids: ",".join(map(str, ids))  # noqa: E731
+    assert [open_turn(episode, p, decode) for p in (0, 2, 4, 5, 6)] == ["", "1,2", "", "5", "5,6"]
 
 
 def test_sample_trees_continues_each_branch_from_its_prefix():
@@ -99,7 +110,37 @@ def test_tree_advantages_train_each_segment_once_with_its_treerl_advantage():
                     seen.add(state)
         every = {(tuple(rollout.action_ids[r][:t]), tok) for r in rows for t, tok in enumerate(rollout.action_ids[r])}
         assert seen == every  # ... and in some row
+        # each trained token carries its segment's TreeRL advantage times the leaves under it (its copies' weight)
+        tree = prefix_tree([rollout.action_ids[r] for r in rows])
+        rewards = tree.rewards(rollout.rewards[n].tolist())
+        weighted = treerl_advantages(tree.parents, rewards) * tree_values(tree.parents, rewards)[1]
+        for g, r in enumerate(rows):
+            p = len(rollout.prompt_ids[r])
+            for t, node in enumerate(tree.node_of[g]):
+                if mask[r, p - 1 + t]:
+                    assert advantages[r, p - 1 + t].item() == pytest.approx(weighted[node].item())
     assert (advantages * (1 - mask)).abs().sum() == 0
+
+
+def chains(rewards: list[float]) -> Rollout:
+    """A hand-built rollout of one problem whose completions share no prefix: each is one segment under the root."""
+    actions = [[3 + g, 9, 9 + g] for g in range(len(rewards))]  # distinct first tokens
+    scores = torch.tensor([rewards])
+    return Rollout([PROBLEMS[0]], [Completion(0, a, "", [0.0] * 3, "eos") for a in actions], [[1, 2]] * len(actions),
+                   actions, scores, scores.clone(), pad_id=0)
+
+
+def test_chains_without_shared_prefixes_reduce_to_grpos_advantages():
+    """No branching, no shared prefix: the tree is the root and one leaf per chain. TreeRPO's sibling normalization is
+    then GRPO's group normalization on every token of every chain, and TreeRL's global + local advantage is twice the
+    group-mean baseline (Dr. GRPO's advantage), both exactly."""
+    rewards = [1.0, 0.0, 0.0, 1.0, 1.0]
+    grpo = grpo_advantages(torch.tensor([rewards]))[0]  # (G,)
+    for fn, expected in ((treerpo_advantages, grpo), (treerl_advantages, 2 * (torch.tensor(rewards) - 0.6))):
+        rollout = chains(rewards)
+        advantages = tree_advantages(rollout, fn)  # (G, T-1): columns 1..3 score the 3 action tokens
+        torch.testing.assert_close(advantages[:, 1:], expected[:, None].expand(5, 3), rtol=0, atol=1e-6)
+        assert advantages[:, 0].abs().sum() == 0
 
 
 def test_tree_grpo_trains_and_refuses_shaping():

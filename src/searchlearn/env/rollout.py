@@ -43,6 +43,7 @@ class Episode:
     reward: float = 0.0
     turns: int = 0
     budget: int = 512  # tokens this episode may hold after its prompt (EpisodeLimits.max_tokens, or less)
+    opened: str = ""  # the text of a turn its context left open (a branch from inside a turn), for the first step
     finish: str = ""  # one of FINISHES
     eos: bool = False  # the last turn ended with EOS (an action the learners train, like a single-turn completion's)
     info: list[dict] = field(default_factory=list)  # each step's info
@@ -54,10 +55,13 @@ class Episode:
 
 def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Environment], params: SamplingParams,
                  limits: EpisodeLimits = EpisodeLimits(), contexts: Sequence[list[int]] | None = None,
-                 inline: bool = True, budgets: Sequence[int] | None = None) -> list[Episode]:
+                 inline: bool = True, budgets: Sequence[int] | None = None, opened: Sequence[str] | None = None
+                 ) -> list[Episode]:
     """`params.n` episodes per problem (module docstring), problem-major. `contexts`: each problem's starting ids
     (an episode continued from a prefix, e.g. a tree rollout's branch) instead of its encoded reset text; `budgets`:
-    each problem's own token budget, at most `limits.max_tokens` (a branch's prefix spent the rest). `inline`:
+    each problem's own token budget, at most `limits.max_tokens` (a branch's prefix spent the rest); `opened`: the
+    text of the turn each context leaves open (a branch from inside a turn: the environment reads it before the first
+    turn's own text, so a tool call split by the branch point is still the whole call). `inline`:
     one engine call for everything where the policy can answer stops inline (`_run_inline`); False forces one call
     per turn (a benchmark's peer)."""
     envs = [make_env() for _ in problems for _ in range(params.n)]
@@ -66,7 +70,8 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
                                                                      range(len(envs))]
     budget = [min(limits.max_tokens, budgets[i // params.n]) if budgets else limits.max_tokens
               for i in range(len(envs))]
-    episodes = [Episode(i // params.n, ids, budget=b) for i, (ids, b) in enumerate(zip(starts, budget))]
+    episodes = [Episode(i // params.n, ids, budget=b, opened=opened[i // params.n] if opened else "")
+                for i, (ids, b) in enumerate(zip(starts, budget))]
     stop = tuple(dict.fromkeys((*params.stop, *getattr(envs[0], "stop", ())))) if envs else ()
     batched = envs and getattr(envs[0], "batched", False)  # steps a turn at a time, its work prefetched in one batch
     if inline and not batched and getattr(policy, "inline_tools", False) and envs:
@@ -136,7 +141,7 @@ def _run_inline(policy, episodes: list[Episode], envs: list, params: SamplingPar
         if c.finish_reason == "length":  # cut at the budget
             ep.finish, ep.reward = "budget", 0.0
             continue
-        result = env.step(tail)  # the last turn ended with EOS
+        result = env.step(_seen(ep, tail))  # the last turn ended with EOS
         ep.info.append(result.info)
         ep.reward += result.reward
         ep.finish = "done" if result.done else "max_turns"
@@ -191,7 +196,7 @@ def _answer(ep: Episode, env: Environment, text: str, length: int, limits: Episo
     """Step `env` with a finished turn's `text` (the episode now holds `length` tokens): the ids of the answer when
     the episode goes on (its text added to `ep.text`), else None with `ep.finish` set: done, the turn allowed last
     (`last`), or an answer that would reach the token budget, leaving the model no token (reward 0)."""
-    result = env.step(text)
+    result = env.step(_seen(ep, text))
     ep.info.append(result.info)
     ep.reward += result.reward
     if result.done:
@@ -206,3 +211,9 @@ def _answer(ep: Episode, env: Environment, text: str, length: int, limits: Episo
         return None
     ep.text += result.observation
     return observed
+
+
+def _seen(ep: Episode, text: str) -> str:
+    """A turn's text as the environment reads it: after what the episode's context left open, on its first step."""
+    text, ep.opened = ep.opened + text, ""
+    return text

@@ -51,16 +51,18 @@ class ToolPolicy:
         return self._generate([Problem(f"prompt{i}", p) for i, p in enumerate(prompts)], params, budgets=budgets)
 
     def generate_ids(self, prompt_ids: Sequence[list[int]], params: SamplingParams,
-                     budgets: Sequence[int] | None = None) -> list[Completion]:
+                     budgets: Sequence[int] | None = None, opened: Sequence[str] | None = None) -> list[Completion]:
         """`generate` from token ids (a tree rollout's branch continues the ids of its prefix, observations included;
-        `budgets`: each prompt's own cap on new tokens, answers included)."""
+        `budgets`: each prompt's own cap on new tokens, answers included; `opened`: the text of the turn each prompt
+        leaves open, env/rollout.py)."""
         return self._generate([Problem(f"prompt{i}", "") for i in range(len(prompt_ids))], params, prompt_ids,
-                              budgets)
+                              budgets, opened)
 
-    def _generate(self, problems: list[Problem], params: SamplingParams, contexts=None, budgets=None
+    def _generate(self, problems: list[Problem], params: SamplingParams, contexts=None, budgets=None, opened=None
                   ) -> list[Completion]:
         episodes = run_episodes(self.policy, problems, lambda: self._env, params,
-                                EpisodeLimits(max_tokens=params.max_new_tokens), contexts, budgets=budgets)
+                                EpisodeLimits(max_tokens=params.max_new_tokens), contexts, budgets=budgets,
+                                opened=opened)
         out = []
         for ep in episodes:
             c = episode_completion(ep)

@@ -91,22 +91,23 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     """Generalised Advantage Estimation (Schulman et al. 2016, "High-Dimensional Continuous Control Using GAE", Eq. 16).
 
     δ_t = r_t + γ V(s_{t+1}) − V(s_t);  Â_t = Σ_l (γλ)^l δ_{t+l} = δ_t + γλ Â_{t+1}.  Returns R_t = Â_t + V(s_t) are
-    the value targets. The state after the last real token is terminal (V = 0). `mask` (B, T) marks the real tokens,
-    one contiguous run per row (positions before it, e.g. the prompt, and padding after it get zeros).
-    rewards, values, mask: (B, T) -> (advantages, returns), each (B, T), zero on padding.
+    the value targets. The state after the last real token is terminal (V = 0). `mask` (B, T) marks the model's
+    tokens; the positions it leaves out (the prompt, padding, an environment's answers between turns) are passed over:
+    the recursion runs over the model's tokens in order, so a tool call's tokens take the credit of what follows its
+    answer. rewards, values, mask: (B, T) -> (advantages, returns), each (B, T), zero where the mask is.
     """
     mask = mask.to(values.dtype)
     values = values * mask
     B, T = rewards.shape
     advantages = torch.zeros_like(values)
-    next_value = values.new_zeros(B)  # (B,) V(s_{t+1}); 0 past the end
-    running = values.new_zeros(B)  # (B,) Â_{t+1}
+    next_value = values.new_zeros(B)  # (B,) V of the next model token's state; 0 past the last one (terminal)
+    running = values.new_zeros(B)  # (B,) Â at the next model token
     for t in reversed(range(T)):
-        m = mask[:, t]
+        m = mask[:, t].bool()
         delta = rewards[:, t] + gamma * next_value - values[:, t]
-        running = (delta + gamma * lam * running) * m  # padding resets the recursion: the terminal state is V = 0
-        advantages[:, t] = running
-        next_value = values[:, t] * m
+        running = torch.where(m, delta + gamma * lam * running, running)  # unmasked positions leave it as it was
+        advantages[:, t] = running * mask[:, t]
+        next_value = torch.where(m, values[:, t], next_value)
     return advantages, (advantages + values) * mask
 
 
@@ -224,8 +225,9 @@ def tree_values(parents: Sequence[int], rewards: Sequence[float | None]) -> tupl
 
 def treerl_advantages(parents: Sequence[int], rewards: Sequence[float | None]) -> torch.Tensor:
     """TreeRL's segment advantages (Hou et al. 2025, arXiv 2506.11902, Eq. 4–5): the global advantage V(n) − V(root)
-    plus the local one V(n) − V(parent(n)), scaled by 1/√L(n) (L(n): the leaves under n, whose shared segment would
-    otherwise be trained L(n) times as hard). The root (the prompt) gets 0. (n,)."""
+    plus the local one V(n) − V(parent(n)), scaled by 1/√L(n) (L(n): the leaves under n; TreeRL trains every leaf's
+    sequence, so a shared segment appears L(n) times and the scale leaves it √L(n) of weight). The root (the prompt)
+    gets 0. (n,)."""
     values, leaves = tree_values(parents, rewards)
     parent = torch.tensor([max(p, 0) for p in parents])
     advantages = (2 * values - values[0] - values[parent]) / leaves.float().sqrt()

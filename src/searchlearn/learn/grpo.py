@@ -340,9 +340,9 @@ def train_grpo(
             if len(rollout.problems):  # the last step's first tree, for the report
                 drawn.update(step=step, prompt=rollout.problems[0].prompt,
                              tree=asdict(training_tree(rollout, 0, tree_fn, policy.tokenizer.decode)))
-        elif shaping is not None and len(rollout.problems):  # dense: per-token advantages (B, T−1) from step values
+        elif shaping is not None:  # dense: per-token advantages (B, T−1) from step values; every rank sums the counts
             spent, before = reward_tokens(shaping.scorer), policy.ledger.copy()
-            advantages = shaping.token_advantages(rollout, advantages)
+            advantages = shaping.token_advantages(rollout, advantages) if len(rollout.problems) else advantages.flatten()
             record["ledger/reward_tokens"] = all_sum(reward_tokens(shaping.scorer) - spent)
             values = policy.ledger.since(before)  # a scorer's own rollouts (MC values), generated and prefilled
             rolled = record["ledger/value_rollout_tokens"] = all_sum(values.generated_tokens)

@@ -8,8 +8,8 @@ Node values and segment advantages are then pure functions of `parents` and the 
 `tree_values`, `treerl_advantages`, `treerpo_advantages`).
 
 For training, each token of a completion belongs to one node, and a node's tokens are trained once, in the row of
-the first completion that passes through it (`owner`), with the node's advantage: a segment shared by several leaves
-is not trained once per leaf.
+the first completion that passes through it (`owner`): a segment shared by several leaves is not computed once per
+leaf (tree_rollout.tree_advantages weighs it as its copies would be).
 """
 
 from __future__ import annotations

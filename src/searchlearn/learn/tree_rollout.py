@@ -55,10 +55,11 @@ class TreeShape:
 
 
 def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, token_text: Callable[[int], str],
-                  rng: random.Random) -> list[tuple[int, int]]:
+                  rng: random.Random, exclude: frozenset | set = frozenset()) -> list[tuple[int, int]]:
     """k (completion, position) pairs to branch from: the continuation replaces token `position` onwards. Distinct
-    prefixes first (drawn at random among step boundaries, or the k most surprising tokens); with fewer than k, they
-    repeat; with none (no boundary yet), position 0: a fresh chain."""
+    prefixes first (drawn at random among step boundaries, or the k most surprising tokens), none of those in
+    `exclude` (branched from at an earlier level) while others remain; with fewer than k, they repeat; with none (no
+    boundary yet), position 0: a fresh chain."""
     seen: dict[tuple[int, ...], tuple[int, int]] = {}
     if shape.branch_at == "step":
         for i, c in enumerate(completions):
@@ -73,9 +74,21 @@ def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, t
         for _, i, p in ranked:
             seen.setdefault(tuple(completions[i].token_ids[:p]), (i, p))
         options = list(seen.values())
+    fresh = [(i, p) for i, p in options if tuple(completions[i].token_ids[:p]) not in exclude]
+    options = fresh or options
     if not options:
         return [(0, 0)] * k
     return [options[j % len(options)] for j in range(k)]
+
+
+def open_turn(c: Completion, p: int, decode: Callable[[list[int]], str]) -> str:
+    """The text of the turn that position p of episode c falls in, up to p: the model's tokens since the last
+    environment answer before p ("" at a turn's start). A branch from p continues that turn, so the environment must
+    read it (a tool call the branch point splits)."""
+    q = p
+    while q > 0 and (c.mask is None or c.mask[q - 1]):
+        q -= 1
+    return decode(c.token_ids[q:p])
 
 
 def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, shape: TreeShape,
@@ -88,19 +101,23 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
     prompt_ids = policy.encode_prompts([p.prompt for p in problems])
     chains = policy.generate_ids(prompt_ids, replace(params, n=shape.roots))
     trees = [[[chains[i * shape.roots + m]] for m in range(shape.roots)] for i in range(len(problems))]  # [i][m]
-    text = _token_text(policy.tokenizer)
+    text, decode = _token_text(policy.tokenizer), policy.tokenizer.decode
+    used: dict[tuple[int, int], set[tuple[int, ...]]] = {}  # (problem, root) -> prefixes branched from so far
     for level in range(shape.levels):
         prefixes, where = [], []
         for i, roots in enumerate(trees):
             for m, subtree in enumerate(roots):
                 rng = random.Random(f"{params.seed}-{problems[i].id}-{m}-{level}")  # by content: any shard
-                for c, p in branch_points(subtree, shape.points, shape, text, rng):
+                taken = used.setdefault((i, m), set())
+                for c, p in branch_points(subtree, shape.points, shape, text, rng, frozenset(taken)):
                     prefixes.append(subtree[c].token_ids[:p])
                     where.append((i, m, subtree[c], p))
+                    taken.add(tuple(prefixes[-1]))
         seed = None if params.seed is None else params.seed * 7919 + level + 1
+        extra = {} if environment is None else {"opened": [open_turn(parent, p, decode) for *_, parent, p in where]}
         out = policy.generate_ids([prompt_ids[i] + prefix for (i, *_), prefix in zip(where, prefixes)],
                                   replace(params, n=shape.children, seed=seed),
-                                  budgets=[params.max_new_tokens - len(prefix) for prefix in prefixes])
+                                  budgets=[params.max_new_tokens - len(prefix) for prefix in prefixes], **extra)
         for j, (i, m, parent, p) in enumerate(where):
             for cont in out[j * shape.children : (j + 1) * shape.children]:
                 mask = None if parent.mask is None and cont.mask is None else (
@@ -116,8 +133,10 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
 def tree_advantages(rollout, tree_fn: Callable) -> torch.Tensor:
     """(B, T−1) per-token advantages for a `learn.rollout.Rollout` of trees, in its batch's shifted frame (column
     len(prompt) − 1 + t scores action token t): each problem's completions merged into a tree (`prefix_tree`), each
-    token given its segment's advantage `tree_fn(parents, rewards)` (e.g. `treerl_advantages`). The rollout's action
-    masks are narrowed to the tokens each row trains: a segment once, in the row that owns it."""
+    token given its segment's advantage `tree_fn(parents, rewards)` (e.g. `treerl_advantages`) times L(n), the
+    leaves under the segment. The rollout's action masks are narrowed to the tokens each row trains: a segment once,
+    in the row that owns it, weighing as its L(n) copies do when every leaf's sequence is trained (TreeRL's setting,
+    whose 1/√L(n) scale assumes them): the same gradient at a fraction of the tokens."""
     G = rollout.group_size
     trees = [prefix_tree(rollout.action_ids[n * G : (n + 1) * G]) for n in range(len(rollout.problems))]
     observed = rollout.action_masks or [None] * len(rollout.action_ids)  # an environment's answers: never trained
@@ -127,7 +146,8 @@ def tree_advantages(rollout, tree_fn: Callable) -> torch.Tensor:
     mask = rollout.batch.action_mask
     advantages = torch.zeros(mask.shape)
     for n, tree in enumerate(trees):
-        segment_advantages = tree_fn(tree.parents, tree.rewards(rollout.rewards[n].tolist()))  # (S,)
+        rewards = tree.rewards(rollout.rewards[n].tolist())
+        segment_advantages = tree_fn(tree.parents, rewards) * tree_values(tree.parents, rewards)[1]  # (S,) A(n)·L(n)
         for g, nodes in enumerate(tree.node_of):
             r = n * G + g
             first = len(rollout.prompt_ids[r]) - 1
