@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import NullFormatter
+
 from searchlearn.report.plots import _save, plt
 
 
@@ -70,6 +72,7 @@ def learning_curves(curves: dict[str, list[dict]], path: str | Path, x: str = "s
         if start and trained:
             ax.hlines(start[0], trained[0][x] / 3, trained[0][x], colors=line.get_color(), linestyles="dashed")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide
     ax.set_xlabel({"samples": "samples drawn for training", "generated_tokens": "tokens generated for training",
                    "train_tokens": "tokens trained on", "wall_s": "training seconds"}.get(x, x) + " (cumulative)")
     ax.set_ylabel("greedy pass@1 (solid: held-out targets)")
