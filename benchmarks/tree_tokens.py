@@ -56,10 +56,9 @@ def measure(path: str, cfg: LoopConfig, problems: int, shape: TreeShape, prefix_
     as_chains["total"] = as_chains["generated"] + as_chains["prefilled"]
     if policy.engine.prefix_cache is not None:  # the chains start from an empty cache, as the tree did
         policy.engine.prefix_cache = PrefixCache(policy.engine.prefix_cache.max_tokens)
-    chains, chain_cost = spent(policy, sample_completions, batch, policy,
+    _, chain_cost = spent(policy, sample_completions, batch, policy,
                                SamplingParams(n=shape.leaves, temperature=params.temperature, top_p=params.top_p,
                                               max_new_tokens=params.max_new_tokens, seed=seed + 1), environment)
-    del chains
     return {"model": path, "prefix_cache": prefix_cache, "problems": problems, "leaves_per_problem": shape.leaves,
             "tree": tree_cost, "same_leaves_as_chains": as_chains, "sampled_chains": chain_cost,
             "saving_vs_same_leaves": round(1 - tree_cost["total"] / as_chains["total"], 3),

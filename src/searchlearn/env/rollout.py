@@ -84,11 +84,10 @@ def run_episodes(policy, problems: Sequence[Problem], make_env: Callable[[], Env
         for e in active:
             contexts.setdefault(tuple(episodes[e].prompt_ids + episodes[e].token_ids), []).append(e)
         n = max(map(len, contexts.values()))
-        room = max(episodes[e].budget - len(episodes[e].token_ids) for e in active)
-        turn_params = replace(params, n=n, stop=stop, max_new_tokens=min(params.max_new_tokens, room),
-                              seed=None if params.seed is None else params.seed + 7919 * turn)
         budgets = [max(episodes[e].budget - len(episodes[e].token_ids) for e in members)  # each context's room
                    for members in contexts.values()]
+        turn_params = replace(params, n=n, stop=stop, max_new_tokens=min(params.max_new_tokens, max(budgets)),
+                              seed=None if params.seed is None else params.seed + 7919 * turn)
         completions = policy.generate_ids([list(c) for c in contexts], turn_params, budgets=budgets)
         if batched:
             pending = [(envs[e], completions[c * n + k].text) for c, members in enumerate(contexts.values())

@@ -19,7 +19,7 @@ episodes whose tools' answers are masked (and count against the budget), and a b
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -55,7 +55,7 @@ class TreeShape:
 
 
 def branch_points(completions: Sequence[Completion], k: int, shape: TreeShape, token_text: Callable[[int], str],
-                  rng: random.Random, exclude: frozenset | set = frozenset()) -> list[tuple[int, int]]:
+                  rng: random.Random, exclude: Collection[tuple[int, ...]] = ()) -> list[tuple[int, int]]:
     """k (completion, position) pairs to branch from: the continuation replaces token `position` onwards. Distinct
     prefixes first (drawn at random among step boundaries, or the k most surprising tokens), none of those in
     `exclude` (branched from at an earlier level) while others remain; with fewer than k, they repeat; with none (no
@@ -109,7 +109,7 @@ def sample_trees(problems: Sequence[Problem], policy, params: SamplingParams, sh
             for m, subtree in enumerate(roots):
                 rng = random.Random(f"{params.seed}-{problems[i].id}-{m}-{level}")  # by content: any shard
                 taken = used.setdefault((i, m), set())
-                for c, p in branch_points(subtree, shape.points, shape, text, rng, frozenset(taken)):
+                for c, p in branch_points(subtree, shape.points, shape, text, rng, taken):
                     prefixes.append(subtree[c].token_ids[:p])
                     where.append((i, m, subtree[c], p))
                     taken.add(tuple(prefixes[-1]))

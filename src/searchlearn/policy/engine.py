@@ -189,8 +189,7 @@ class Engine:
         return out
 
     def _generate_chunk(self, prompt_ids, rows: list[int], params: SamplingParams, keys: torch.Tensor | None,
-                        store_rows: bool, on_stop: Callable | None = None, limits: list[int] | None = None
-                        ) -> list[Completion]:
+                        store_rows: bool, on_stop: Callable | None, limits: list[int]) -> list[Completion]:
         model, device, prefixes = self.model, self.device, self.prefix_cache
         weights = fused_weights(model) if self.fused else None
         # Prefill each distinct prompt once: reused prefixes right-aligned in slots [0, C), the rest of each prompt
@@ -202,8 +201,7 @@ class Engine:
         hits = [prefixes.lookup(k, len(k) - 1) if prefixes else Hit(0) for k in distinct]
         layout = Layout([h.length for h in hits], [n - h.length for n, h in zip(lengths, hits)])
         U, S = len(distinct), layout.S
-        limits = limits or [params.max_new_tokens] * len(rows)  # per chunk row: tokens it may generate
-        steps = max(limits)
+        steps = max(limits)  # limits: per chunk row, the tokens it may generate
         cache = model.new_cache(U, layout.C + S + steps)
         if prefixes:
             prefixes.place(cache, hits)
