@@ -22,17 +22,19 @@ import statistics
 from pathlib import Path
 
 from searchlearn.loop.config import load_loop_config
+from searchlearn.loop.curve import mean_curve
 from searchlearn.loop.rounds import run_loop
 from searchlearn.report.loop_plots import learning_curves
 
 ONLINE = ("grpo", "dr_grpo", "dapo", "rloo", "reinforce_pp", "w_reinforce", "tree_grpo", "vineppo")
 
 
-def overrides(learner: str, args) -> list[str]:
-    """The loop settings of one learner at the shared budget."""
-    common = [f"init_from={args.init}", f"eval.problems={args.eval_problems}", "eval.samples=1", "eval.ks=[1]",
-              f"eval.max_new_tokens={args.max_new_tokens}", f"phases.0.searcher.max_new_tokens={args.max_new_tokens}",
-              f"curve.problems={args.eval_problems}", f"curve.train_problems={args.train_problems}"]
+def overrides(learner: str, seed: int, args) -> list[str]:
+    """The loop settings of one learner and seed at the shared budget."""
+    common = [f"init_from={args.init.format(seed=seed)}", f"eval.problems={args.eval_problems}", "eval.samples=1",
+              "eval.ks=[1]", f"eval.max_new_tokens={args.max_new_tokens}",
+              f"phases.0.searcher.max_new_tokens={args.max_new_tokens}", f"curve.problems={args.eval_problems}",
+              f"curve.train_problems={args.train_problems}"]
     if learner in ONLINE:
         per_step = args.prompts * args.group
         steps = max(1, args.samples // per_step)
@@ -60,7 +62,8 @@ def overrides(learner: str, args) -> list[str]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--init", required=True, help="the checkpoint every learner starts from")
+    p.add_argument("--init", required=True, help="the checkpoint every learner starts from; {seed} in it is each "
+                   "seed's own (e.g. runs/init1k_{seed}/policy)")
     p.add_argument("--learners", default="grpo,expert_iteration")
     p.add_argument("--samples", type=int, default=20000, help="training samples per learner and seed")
     p.add_argument("--seeds", default="0")
@@ -86,7 +89,7 @@ def main() -> None:
             run_dir = out / f"{learner}_seed{seed}"
             done = run_dir / "metrics.json"
             if not done.exists():
-                cfg = load_loop_config(None, overrides(learner, args) + [f"seed={seed}"])
+                cfg = load_loop_config(None, overrides(learner, seed, args) + [f"seed={seed}"])
                 run_loop(cfg, run_dir, resume=run_dir.exists())
             results.setdefault(learner, {})[seed] = json.loads(done.read_text())["curve"]
             final = results[learner][seed][-1]
@@ -96,11 +99,7 @@ def main() -> None:
     mean = {}
     for learner, by_seed in results.items():
         runs = list(by_seed.values())
-        n = min(len(r) for r in runs)
-        mean[f"{learner} ({len(runs)} seeds)"] = [
-            {**runs[0][i], "pass@1": statistics.mean(r[i]["pass@1"] for r in runs),
-             **({"train_pass@1": statistics.mean(r[i]["train_pass@1"] for r in runs)}
-                if "train_pass@1" in runs[0][i] else {})} for i in range(n)]
+        mean[f"{learner} ({len(runs)} seeds)"] = mean_curve(runs)
         finals = [r[-1]["pass@1"] for r in runs]
         sd = statistics.stdev(finals) if len(finals) > 1 else float("nan")
         print(f"{learner}: final greedy pass@1 {statistics.mean(finals):.3f} ± {sd:.3f} (sd over seeds)")

@@ -92,6 +92,9 @@ def test_killed_loop_resumes_to_the_same_metrics(quick_loop, tmp_path, marker, c
     assert not (tmp_path / "metrics.json").exists()
     resumed = cli("loop", QUICK, "--out", str(tmp_path), "--resume")
     assert resumed.returncode == 0, resumed.stderr
+    for name in ("round1", "round2"):  # the weights first: a difference in the metrics below then lies in evaluation
+        before, after = (load_file(str(d / "ckpt" / name / "model.safetensors")) for d in (out, tmp_path))
+        assert all(torch.equal(before[k], after[k]) for k in before), f"{name}: resumed weights differ"
     a = json.loads((out / "metrics.json").read_text())
     b = json.loads((tmp_path / "metrics.json").read_text())
     assert a["rounds"] == b["rounds"] and a["init"] == b["init"] and a["final"] == b["final"]

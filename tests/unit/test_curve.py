@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from searchlearn.learn.trainer import TrainConfig, Trainer
-from searchlearn.loop.curve import curve_points, point, totals
+from searchlearn.loop.curve import curve_points, mean_curve, point, totals
 
 
 def rec(phase, step, samples=0, generated=0, trained=0, seconds=0.0, **kw):
@@ -68,3 +68,19 @@ def test_curve_points_fall_every_k_steps_or_at_k_times_powers_of_two():
     assert not any(CurveConfig(every=0, spacing="log").due(s) for s in range(1, 70))
     with pytest.raises(ConfigError, match="spacing"):
         CurveConfig(spacing="exp")
+
+
+def test_mean_curve_averages_accuracy_and_compute_point_by_point_over_the_points_all_seeds_reached():
+    pt = lambda acc, samples, tokens: {"round": 1, "step": samples // 8, "learner": "grpo", "samples": samples,  # noqa
+                                       "generated_tokens": tokens, "pass@1": acc}
+    seeds = [[pt(0.40, 0, 0), pt(0.50, 8, 1000), pt(0.55, 16, 2100)],
+             [pt(0.30, 0, 0), pt(0.60, 8, 1400)],
+             [pt(0.35, 0, 0), pt(0.40, 8, 1200), pt(0.90, 16, 2000)]]
+    mean = mean_curve(seeds)
+    assert len(mean) == 2  # the second seed stopped after its second point
+    assert mean[1]["pass@1"] == pytest.approx(0.5) and mean[1]["generated_tokens"] == pytest.approx(1200)
+    assert mean[1]["pass@1_sd"] == pytest.approx(0.1)  # sd of 0.5, 0.6, 0.4 (n - 1)
+    assert mean[0]["pass@1_sd"] == pytest.approx(0.05) and mean[0]["learner"] == "grpo"
+    assert mean_curve(seeds[:1])[2] == {**seeds[0][2], "pass@1_sd": 0.0}
+    with pytest.raises(ValueError):
+        mean_curve([])

@@ -168,3 +168,19 @@ def test_plain_logs_get_a_line_per_quarter_with_what_remains(capsys, monkeypatch
     assert [line.split(",")[0] for line in lines] == ["sft: 4/8 (50%)", "sft: 6/8 (75%)", "sft: 8/8 (100%)"]
     assert "elapsed" in lines[0] and "left" in lines[0] and "left" not in lines[-1]
     assert progress.duration(185) == "3 min 05 s" and progress.duration(42) == "42 s"
+
+
+def test_a_mean_curve_over_seeds_is_drawn_with_its_sd_band(monkeypatch, tmp_path):
+    """learning_curves draws a curve carrying pass@1_sd (loop/curve.py mean_curve) with a ± 1 sd band, and a single
+    run's curve (sd absent or 0) with none."""
+    from searchlearn.report import loop_plots
+
+    figures = []
+    monkeypatch.setattr(loop_plots, "_save", lambda fig, path: figures.append(fig) or path)
+    pt = lambda x, acc, sd: {"learner": "grpo", "samples": x, "pass@1": acc, "pass@1_sd": sd}  # noqa: E731
+    loop_plots.learning_curves({"mean": [pt(0, 0.4, 0.02), pt(10, 0.5, 0.05), pt(20, 0.6, 0.1)],
+                                "one run": [pt(0, 0.4, 0.0), pt(10, 0.45, 0.0)]}, tmp_path / "c.png")
+    bands = [c for c in figures[0].axes[0].collections if "PolyCollection" in type(c).__name__]
+    assert len(bands) == 1
+    ys = sorted({round(float(y), 6) for y in bands[0].get_paths()[0].vertices[:, 1]})
+    assert ys == [0.45, 0.5, 0.55, 0.7]  # 0.5 ± 0.05 and 0.6 ± 0.1: the trained points only (x > 0)

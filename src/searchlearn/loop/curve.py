@@ -80,6 +80,25 @@ def curve_points(records: Sequence[dict]) -> list[dict]:
     return [points[key] for key in sorted(points)]
 
 
+def mean_curve(runs: Sequence[Sequence[dict]]) -> list[dict]:
+    """The point-by-point mean of several runs' curves (seeds of one recipe): point i averages every run's i-th point,
+    accuracies and compute alike (runs of one recipe draw the same samples but not the same tokens), over the points
+    all runs reached. Each point also carries "pass@1_sd", the sample standard deviation over runs (0 for one run)."""
+    if not runs:
+        raise ValueError("mean_curve needs at least one run")
+    means = []
+    for points in zip(*runs):
+        mean = dict(points[0])
+        for key in ("pass@1", "train_pass@1", "samples", "generated_tokens", "train_tokens", "wall_s"):
+            if all(key in p for p in points):
+                mean[key] = sum(p[key] for p in points) / len(points)
+        values = [p["pass@1"] for p in points]
+        mean["pass@1_sd"] = (sum((v - mean["pass@1"]) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
+            if len(values) > 1 else 0.0
+        means.append(mean)
+    return means
+
+
 def point(records: Sequence[dict], round_: int, step: int, learner: str, accuracy: dict[str, float],
           phase: str | None = None) -> dict:
     """A curve record: `accuracy` ({"pass@1": …} and maybe {"train_pass@1": …}) at the compute of `records` so far

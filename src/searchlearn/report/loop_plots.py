@@ -52,7 +52,8 @@ def accuracy_vs_compute(rows: list[dict], path: str | Path) -> Path:
 def learning_curves(curves: dict[str, list[dict]], path: str | Path, x: str = "samples",
                     title: str = "Held-out greedy pass@1 against train-time compute") -> Path:
     """The train-time scaling curve: held-out greedy pass@1 against cumulative `x` (samples | generated_tokens |
-    train_tokens | wall_s; log scale), one line per curve (a run, or a learner), points from loop/curve.py. Each
+    train_tokens | wall_s; log scale), one line per curve (a run, or a learner), points from loop/curve.py (a mean
+    over seeds, `mean_curve`, gets a ± 1 sd band). Each
     curve's start (x = 0, the policy it began from) is drawn as a short dashed level at its left end. Where a curve's
     points carry several learners (a loop's phases), each learner's points get their own marker; where they carry
     "train_pass@1", it is drawn dotted in the same colour."""
@@ -60,6 +61,9 @@ def learning_curves(curves: dict[str, list[dict]], path: str | Path, x: str = "s
     for label, points in curves.items():
         trained = [p for p in points if p[x] > 0]
         line, = ax.plot([p[x] for p in trained], [p["pass@1"] for p in trained], "-", lw=1.4, label=label)
+        if any(p.get("pass@1_sd") for p in trained):  # a mean over seeds (loop/curve.py mean_curve): ± 1 sd
+            ax.fill_between([p[x] for p in trained], [p["pass@1"] - p["pass@1_sd"] for p in trained],
+                            [p["pass@1"] + p["pass@1_sd"] for p in trained], color=line.get_color(), alpha=0.15, lw=0)
         for i, learner in enumerate(dict.fromkeys(p["learner"] for p in trained)):
             own = [p for p in trained if p["learner"] == learner]
             ax.plot([p[x] for p in own], [p["pass@1"] for p in own], "os^Dv"[i % 5], ms=3.5, color=line.get_color(),
