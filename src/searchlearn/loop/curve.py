@@ -19,6 +19,7 @@ killed and resumed (`--resume`) rebuilds the same curve from metrics.jsonl: a re
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -91,10 +92,8 @@ def mean_curve(runs: Sequence[Sequence[dict]]) -> list[dict]:
         mean = dict(points[0])
         for key in ("pass@1", "train_pass@1", "samples", "generated_tokens", "train_tokens", "wall_s"):
             if all(key in p for p in points):
-                mean[key] = sum(p[key] for p in points) / len(points)
-        values = [p["pass@1"] for p in points]
-        mean["pass@1_sd"] = (sum((v - mean["pass@1"]) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
-            if len(values) > 1 else 0.0
+                mean[key] = statistics.fmean(p[key] for p in points)
+        mean["pass@1_sd"] = statistics.stdev(p["pass@1"] for p in points) if len(points) > 1 else 0.0
         means.append(mean)
     return means
 
