@@ -31,7 +31,7 @@ def main() -> None:
         label, _, dirs = spec.partition("=")
         runs = [curve_points([json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()])
                 for run in dirs.split(",")]
-        curves[label] = runs[0] if len(runs) == 1 else mean_curve(runs)
+        curves[label] = mean_curve(runs)  # one run: that run (sd 0, drawn without a band)
         print(label + ": " + ", ".join(f"{q[args.x]:,.0f} → {q['pass@1']:.3f}" +
                                        (f" ± {q['pass@1_sd']:.3f}" if len(runs) > 1 else "") for q in curves[label]))
     print(f"wrote {learning_curves(curves, args.out, x=args.x, title=args.title)}")

@@ -57,8 +57,8 @@ def measure(path: str, cfg: LoopConfig, problems: int, shape: TreeShape, prefix_
     if policy.engine.prefix_cache is not None:  # the chains start from an empty cache, as the tree did
         policy.engine.prefix_cache = PrefixCache(policy.engine.prefix_cache.max_tokens)
     _, chain_cost = spent(policy, sample_completions, batch, policy,
-                               SamplingParams(n=shape.leaves, temperature=params.temperature, top_p=params.top_p,
-                                              max_new_tokens=params.max_new_tokens, seed=seed + 1), environment)
+                          SamplingParams(n=shape.leaves, temperature=params.temperature, top_p=params.top_p,
+                                         max_new_tokens=params.max_new_tokens, seed=seed + 1), environment)
     return {"model": path, "prefix_cache": prefix_cache, "problems": problems, "leaves_per_problem": shape.leaves,
             "tree": tree_cost, "same_leaves_as_chains": as_chains, "sampled_chains": chain_cost,
             "saving_vs_same_leaves": round(1 - tree_cost["total"] / as_chains["total"], 3),
