@@ -141,9 +141,10 @@ def main() -> None:
         model.save_pretrained(d)
         hf = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=dtype).to(args.device).eval()
         t0 = time.perf_counter()
-        llm = vllm.LLM(model=d, skip_tokenizer_init=True, dtype=args.dtype, seed=0, enforce_eager=True,
+        cuda = args.device.startswith("cuda")  # vLLM's CUDA graphs on a GPU, as the native engine's
+        llm = vllm.LLM(model=d, skip_tokenizer_init=True, dtype=args.dtype, seed=0, enforce_eager=not cuda,
                        gpu_memory_utilization=0.5, max_model_len=min(1024, model.config.max_position_embeddings),
-                       **({} if args.device.startswith("cuda") else {"block_size": 32}))
+                       **({} if cuda else {"block_size": 32}))
         start = time.perf_counter() - t0
     engine = Engine(model.to(args.device).eval(), Ids(), device=args.device, max_batch=args.batch, eos_ids=())
     batch, new = prompts(args.batch, model.config.vocab_size), args.new_tokens
@@ -151,10 +152,13 @@ def main() -> None:
           f"device {args.device}, {args.dtype}, threads {torch.get_num_threads()}; model {args.size} "
           f"({model.num_parameters() / 1e6:.1f}M parameters); batch {args.batch} × {new} new tokens, best of "
           f"{args.repeats}; vLLM started in {start:.1f} s")
+    samplers = [("native", native_fn(engine, batch, new, 1.0))]
+    if engine.graphs:  # on a GPU the native engine replays CUDA graphs; its eager steps beside them
+        eager = Engine(engine.model, Ids(), device=args.device, max_batch=args.batch, eos_ids=(), graphs=False)
+        samplers.append(("native eager", native_fn(eager, batch, new, 1.0)))
+    samplers += [("transformers", hf_fn(hf, batch, new, 1.0, args.device)), ("vllm", vllm_fn(llm, batch, new, 1.0))]
     rates = {}
-    for name, fn in (("native", native_fn(engine, batch, new, 1.0)),
-                     ("transformers", hf_fn(hf, batch, new, 1.0, args.device)),
-                     ("vllm", vllm_fn(llm, batch, new, 1.0))):
+    for name, fn in samplers:
         rates[name], _ = timed(fn, args.repeats)
     for name, rate in rates.items():
         print(f"  {name:>12}: {rate:9.0f} tok/s   {rate / rates['native']:5.2f}× native")

@@ -15,7 +15,10 @@ runs twice: with the fused decode step (policy/decode.py, the default) and with 
 attention over the cache is not counted) and is set against this machine's fp32 matmul rate, measured in the same run
 (best of 2048×n @ n×n, n = 128 … 1024).
 
-    python benchmarks/generation.py [--quick]
+`--static` adds the engine on static-shape steps run eagerly (`Engine(graphs=True)` on a CPU: what a GPU replays as
+CUDA graphs, static_decode.py), as its ratio to the fused engine.
+
+    python benchmarks/generation.py [--quick] [--static]
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer new tokens and one timed repeat")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per row (default 128, quick 32)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--static", action="store_true", help="also time the static-shape steps (eager on a CPU)")
     args = parser.parse_args()
     new_tokens = args.new_tokens or (32 if args.quick else 128)
     repeats = 1 if args.quick else 3
@@ -108,7 +112,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
           f"up to {new_tokens} new tokens per row, best of {repeats}; fp32 matmul {peak:.0f} GFLOP/s")
     print(f"{'model':>6} {'params':>7} {'workload':>8} {'batch':>5} {'ours tok/s':>10} {'reference':>9} "
-          f"{'hf tok/s':>9} {'ours/hf':>7} {'ours/ref':>8} {'GFLOP/s':>7} {'of peak':>7}")
+          f"{'hf tok/s':>9} {'ours/hf':>7} {'ours/ref':>8} {'GFLOP/s':>7} {'of peak':>7}"
+          + (f" {'static/ours':>11}" if args.static else ""))
     for name, size in SIZES.items():
         torch.manual_seed(0)
         ours = LlamaForCausalLM(LlamaConfig(vocab_size=tokenizer.vocab_size, **size)).eval()
@@ -118,14 +123,17 @@ def main() -> None:
         for workload, eos_ids in workloads.items():
             engine = Engine(ours, tokenizer, eos_ids=eos_ids)
             reference = Engine(ours, tokenizer, eos_ids=eos_ids, fused=False)
+            static = Engine(ours, tokenizer, eos_ids=eos_ids, graphs=True)
             for batch in args.batches:
                 prompts = make_prompts(batch, tokenizer.vocab_size, seed=batch)
                 a = time_ours(engine, prompts, new_tokens, repeats)
                 r = time_ours(reference, prompts, new_tokens, repeats)
                 b = time_hf(hf, prompts, new_tokens, tokenizer.pad_id, eos_ids, repeats)
+                s = time_ours(static, prompts, new_tokens, repeats) if args.static else None
                 gflops = 2 * ours.num_parameters() * a / 1e9
                 print(f"{name:>6} {ours.num_parameters() / 1e6:6.2f}M {workload:>8} {batch:5d} {a:10.0f} {r:9.0f} "
-                      f"{b:9.0f} {a / b:6.2f}x {a / r:7.2f}x {gflops:7.1f} {gflops / peak:6.0%}", flush=True)
+                      f"{b:9.0f} {a / b:6.2f}x {a / r:7.2f}x {gflops:7.1f} {gflops / peak:6.0%}"
+                      + ("" if s is None else f" {s / a:10.2f}x"), flush=True)
 
 
 if __name__ == "__main__":

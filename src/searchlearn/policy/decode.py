@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from searchlearn.policy.kv_cache import KVCache
-from searchlearn.policy.model import additive_mask
 from searchlearn.policy.rope import rope_cos_sin
 
 
@@ -81,34 +80,52 @@ def decode_step(model, token_ids: torch.Tensor, positions: torch.Tensor, cache: 
     """Logits (B, V) of the token after `token_ids` (B,), which sit at `positions` (B,) and are appended to `cache`
     (every row's new key is real). Equal to `model(token_ids[:, None], positions[:, None], cache=cache)[:, -1]` up to
     float rounding. `weights`: `fused_weights(model)`, fetched once per generate call by the engine (None: here)."""
+    t = cache.length
+    key_mask = cache.write_mask(None, 1)  # (B, t + 1)
+    ks, vs = [k[:, :, : t + 1] for k in cache.k], [v[:, :, : t + 1] for v in cache.v]  # (B, H_kv, t + 1, D)
+    logits = fused_forward(model, weights or fused_weights(model), token_ids, positions, ks, vs, t,
+                           key_mask if cache.padded else None)
+    cache.length = t + 1
+    return logits
+
+
+def fused_forward(model, weights: Fused, token_ids: torch.Tensor, positions: torch.Tensor, ks: list[torch.Tensor],
+                  vs: list[torch.Tensor], at: int | torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """The step's maths on explicit buffers: logits (B, V) of the token after `token_ids` (B,) at `positions` (B,).
+
+    `ks[i]`, `vs[i]`: layer i's (B, H_kv, L, D) keys and values; the new ones are written at slot `at` (an int, or a
+    (1,) long tensor: a static graph's input, static_decode.py) and attention reads all L slots but those `key_mask`
+    (B, L) marks False (None: every slot is real). Nothing here depends on a Python value of the data, so the same
+    call can be captured in a CUDA graph.
+    """
     c = model.config
     B, H, H_kv, D = token_ids.shape[0], c.num_attention_heads, c.num_key_value_heads, c.head_dim
-    g, t = H // H_kv, cache.length
-    key_mask = cache.write_mask(None, 1)  # (B, t + 1)
-    # Padding keys get -inf-like scores: (B, 1, 1, t + 1), or None when no cached key is padding.
-    bias = additive_mask(key_mask, model.lm_head.weight.dtype)[:, None, None, :] if cache.padded else None
+    g = H // H_kv
     if model.inv_freq.device != token_ids.device:
         model.inv_freq = model.inv_freq.to(token_ids.device)
     cos, sin = rope_cos_sin(model.inv_freq, positions[:, None], model.lm_head.weight.dtype)  # (B, 1, 1, D)
     cos, sin = cos[:, 0], sin[:, 0]  # (B, 1, D): broadcast over the H + H_kv rotated heads
-    scale = D**-0.5
+    masked = None if key_mask is None else ~key_mask[:, None, None, :]  # (B, 1, 1, L): True = not attended
+    scale, low = D**-0.5, torch.finfo(model.lm_head.weight.dtype).min
     x = model.model.embed_tokens.weight[token_ids]  # (B, C)
-    for i, w in enumerate((weights or fused_weights(model)).layers):
+    for i, w in enumerate(weights.layers):
         h = w.norm_in.forward(x)
         qkv = h @ w.w_qkv if w.b_qkv is None else torch.addmm(w.b_qkv, h, w.w_qkv)  # (B, (H + 2 H_kv) D)
         qk = qkv[:, : (H + H_kv) * D].view(B, H + H_kv, D)
         qk = torch.addcmul(qk * cos, qk.roll(D // 2, dims=-1), sin)  # RoPE on queries and keys at once
         q = qk[:, :H].view(B, H_kv, g, D) * scale  # (B, H_kv, g, D)
-        cache.k[i][:, :, t] = qk[:, H:]  # (B, H_kv, D)
-        cache.v[i][:, :, t] = qkv[:, (H + H_kv) * D :].view(B, H_kv, D)
-        k, v = cache.k[i][:, :, : t + 1], cache.v[i][:, :, : t + 1]  # (B, H_kv, t + 1, D)
-        scores = q @ k.transpose(-1, -2)  # (B, H_kv, g, t + 1)
-        if bias is not None:
-            scores = scores + bias
-        o = (scores.softmax(-1) @ v).view(B, H * D)  # (B, H_kv, g, D) -> (B, H·D), heads in q_proj's order
+        k_new, v_new = qk[:, H:], qkv[:, (H + H_kv) * D :].view(B, H_kv, D)  # (B, H_kv, D)
+        if isinstance(at, int):
+            ks[i][:, :, at], vs[i][:, :, at] = k_new, v_new
+        else:
+            ks[i].index_copy_(2, at, k_new[:, :, None])
+            vs[i].index_copy_(2, at, v_new[:, :, None])
+        scores = q @ ks[i].transpose(-1, -2)  # (B, H_kv, g, L)
+        if masked is not None:  # a fill, not an additive bias: an unwritten slot's score is replaced whatever it is
+            scores = scores.masked_fill(masked, low)
+        o = (scores.softmax(-1) @ vs[i]).view(B, H * D)  # (B, H_kv, g, D) -> (B, H·D), heads in q_proj's order
         x = torch.addmm(x, o, w.w_o)
         gate_up = w.norm_post.forward(x) @ w.w_gate_up  # (B, 2I)
         I = gate_up.shape[1] // 2
         x = torch.addmm(x, F.silu(gate_up[:, :I]) * gate_up[:, I:], w.w_down)
-    cache.length = t + 1
     return model.lm_head.forward(model.model.norm.forward(x))  # (B, V)

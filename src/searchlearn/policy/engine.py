@@ -24,6 +24,7 @@ import torch
 from searchlearn.policy.decode import decode_step, fused_weights
 from searchlearn.policy.model import LlamaForCausalLM
 from searchlearn.policy.prefix_cache import Hit, Layout, PrefixCache
+from searchlearn.policy.static_decode import StaticDecoder
 from searchlearn.policy.streams import row_keys, uniforms
 from searchlearn.types import Completion, SamplingParams
 
@@ -107,6 +108,8 @@ class Engine:
     overrides the tokenizer's eos (pass `()` to never stop at eos, e.g. for benchmarks). `prefix_cache_tokens` > 0
     keeps up to that many tokens of finished sequences' K/V for reuse (`self.prefix_cache`, LRU; 0 = off). `fused`
     decodes with fused projections (decode.py); False runs the model's own forward each step (the reference path).
+    `graphs` decodes fused steps on static shapes replayed from CUDA graphs (static_decode.py); None: on a CUDA
+    device. On a CPU, True runs the same static-shape steps eagerly.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class Engine:
         eos_ids: Iterable[int] | None = None,
         prefix_cache_tokens: int = 0,
         fused: bool = True,
+        graphs: bool | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
@@ -135,6 +139,7 @@ class Engine:
         self._stop_ids: dict[tuple[str, ...], frozenset[int]] = {}
         self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
         self.fused = fused
+        self.graphs = fused and (self.device.type == "cuda" if graphs is None else graphs)
 
     # -- stop strings -------------------------------------------------------------------------------------------
     def stop_token_ids(self, stops: tuple[str, ...]) -> frozenset[int]:
@@ -223,6 +228,8 @@ class Engine:
             cache.select(source)
             logits = logits[source]  # (R, V)
         next_pos = torch.tensor([lengths[slot[p]] for p in rows], device=device)  # (R,) position of the next token
+        step_fn = (StaticDecoder(model, weights, cache, graphs=device.type == "cuda") if self.graphs
+                   else lambda ids, pos, cache: decode_step(model, ids, pos, cache, weights))
 
         stops = tuple(s for s in params.stop if s)
         stop_ids = self.stop_token_ids(stops) if stops else frozenset()
@@ -291,7 +298,7 @@ class Engine:
                 chosen, next_pos = chosen[index], next_pos[index]
                 keys = None if keys is None else keys[index]
                 active = [active[j] for j in order]
-            logits = (decode_step(model, chosen, next_pos, cache, weights) if weights is not None  # (B, V)
+            logits = (step_fn(chosen, next_pos, cache) if weights is not None  # (B, V)
                       else model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1])
             next_pos = next_pos + 1
         return [
