@@ -3,7 +3,9 @@
 `torch.ops.mkl._mkl_linear` multiplies by a weight packed for one batch size (`_mkl_reorder_linear_weight`, the
 format Inductor's CPU freezing uses): at that batch size it skips MKL's per-call packing of the weight; at any other it
 falls back to the plain product. Prints ms per product and GFLOP/s for the Qwen2.5-0.5B shape's four products and the
-1.12M / 5.64M models' largest, plus the packed weight's size against the weight's (docs/speed.md).
+1.12M / 5.64M models' largest, plus the packed weight's size against the weight's; and, on the unpacked weight,
+`F.linear(x, w)` (what nn.Linear runs) against `(w @ xᵀ)ᵀ`, the same products with a transposed result
+(docs/speed.md).
 
     python benchmarks/packed_gemm.py
 """
@@ -38,12 +40,15 @@ def main() -> None:
         calls = 3 if N > 100_000 else 50
         plain = ms_per_call(lambda: x @ w_t, calls)
         fast = ms_per_call(lambda: torch.ops.mkl._mkl_linear(x, packed, w, None, M), calls)
+        linear = ms_per_call(lambda: torch.nn.functional.linear(x, w), calls)
+        flipped = ms_per_call(lambda: (w @ x.t()).t(), calls)
         other = torch.randn(M - 1, K)  # another batch size: the packed call falls back to the plain product
         same = torch.equal(torch.ops.mkl._mkl_linear(other, packed, w, None, M), torch.nn.functional.linear(other, w))
         flop = 2 * M * K * N / 1e6
         print(f"{name:>14} {M}x{K}x{N}: plain {plain:8.3f} ms ({flop / plain:4.0f} GFLOP/s), packed {fast:8.3f} ms "
               f"({flop / fast:4.0f}), {plain / fast:.2f}x; packed size {packed.numel() / w.numel():.2f}x the weight; "
-              f"at batch {M - 1} it is the plain product: {same}", flush=True)
+              f"at batch {M - 1} it is the plain product: {same}; F.linear {linear:.3f} ms, (w @ xᵀ)ᵀ {flipped:.3f} ms",
+              flush=True)
 
 
 if __name__ == "__main__":
