@@ -39,7 +39,10 @@ class StaticDecoder:
     replication): later `cache.select` calls must only shrink it (in place), as the engine's compaction does.
 
     `graphs`: capture each (batch, length) bucket in a CUDA graph on first use and replay it (a CUDA cache only);
-    False runs the same static-shape step eagerly. `graph_count` counts the captures.
+    False runs the same static-shape step eagerly. `graph_count` counts the captures. With graphs, the logits a call
+    returns are a view of the graph's output buffer, valid until the next call. A graph holds the addresses of the
+    weights and of `model.inv_freq`: the decoder lives for one `generate` call, during which neither is replaced
+    (learners update weights between calls), and graphs are therefore captured again by each call.
     """
 
     def __init__(self, model, weights: Fused, cache: KVCache, graphs: bool):
