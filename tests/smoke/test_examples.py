@@ -184,3 +184,13 @@ def test_initializing_on_a_task_without_traces_is_a_cli_error_that_says_what_it_
     assert proc.stderr.strip().splitlines() == [
         f"searchlearn loop: LoopConfig: init_from: null trains a policy on the solver traces of task "
         f"'{own_tasks}:NoTraces', which has no words, max_number, trace_segments; set init_from to a checkpoint"]
+
+
+def test_eval_with_the_example_config_scores_what_the_loop_reported(loop_out, cli, tmp_path):
+    """The guide's `searchlearn eval --config examples/your_task.yaml`: the example's task and held-out problems."""
+    proc = run(*cli.argv("eval", "--model", str(loop_out / "policy"), "--config", "examples/your_task.yaml",
+                         "--set", "task.hi=9", "--set", f"eval.problems={SHORT['eval.problems']}", "--budget", "1",
+                         "--out", str(tmp_path)), cli=cli)
+    assert proc.returncode == 0, proc.stderr
+    greedy = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["pass@1"]
+    assert greedy == json.loads((loop_out / "metrics.json").read_text())["final"]["pass@1"]

@@ -12,7 +12,7 @@ def add_common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help=f"run directory (default {out})")
     p.add_argument("--config", help="YAML file of DemoConfig keys (see configs/)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set init.sft.steps=500 --set task.k=4 --set phases.1.rounds=2")
+                   help="override a config key, e.g. --set init.sft.steps=500 --set task.k=4 --set phases.0.rounds=2")
     p.add_argument("--quick", action="store_true", help="the ≤60 s smoke profile")
     p.add_argument("--seed", type=int, help="shorthand for --set seed=N")
     add_workers(p)
