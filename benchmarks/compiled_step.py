@@ -5,6 +5,8 @@ generation.py, at a few batches, 80 cached positions. Prints the compile time an
 so that the choice not to compile the CPU path can be re-checked on another machine or torch (docs/speed.md).
 
     python benchmarks/compiled_step.py [--batches 1 16 64]
+
+Its model sizes and timer are decode_breakdown.py's (imported as a sibling: run it as a script, as above).
 """
 
 from __future__ import annotations
@@ -18,18 +20,7 @@ from searchlearn.policy.decode import fused_weights
 from searchlearn.policy.model import LlamaConfig, LlamaForCausalLM
 from searchlearn.policy.static_decode import StaticDecoder
 
-SIZE = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=384)  # generation.py's ~1M
-
-
-def ms_per_call(fn, calls: int = 200) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / calls * 1e3)
-    return best
+from decode_breakdown import SIZES, VOCAB, ms_per_call  # the neighbouring benchmark (benchmarks/ is on the path)
 
 
 def main() -> None:
@@ -38,7 +29,7 @@ def main() -> None:
     parser.add_argument("--cached", type=int, default=80, help="filled cache positions (the length bucket is 128)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=1100, **SIZE)).eval()
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, **SIZES["1.12M"])).eval()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, 1.12M model, {args.cached} cached positions")
     for batch in args.batches:
         measure(model, batch, args.cached)
@@ -48,10 +39,10 @@ def main() -> None:
 def measure(model, batch: int, cached: int) -> None:
     """Print one batch's eager and compiled ms per step (and check that they agree)."""
     cache = model.new_cache(batch, 256)
-    prompt = torch.randint(4, 1000, (batch, cached))
+    prompt = torch.randint(4, VOCAB, (batch, cached))
     model(prompt, torch.arange(cached).expand(batch, -1), None, cache)
     decoder = StaticDecoder(model, fused_weights(model), cache, graphs=False)
-    expected = decoder(torch.randint(4, 1000, (batch,)), torch.full((batch,), cached), cache)  # fills the inputs
+    expected = decoder(torch.randint(4, VOCAB, (batch,)), torch.full((batch,), cached), cache)  # fills the inputs
     b, T = decoder.bucket_of(batch, cache.length - 1)  # the same step again: it rewrites the same slot
     compiled = torch.compile(decoder._forward, dynamic=False)
     t0 = time.perf_counter()

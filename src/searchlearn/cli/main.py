@@ -67,7 +67,8 @@ def _scorer_help(what: str) -> str:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="searchlearn", description=__doc__.split("\n")[0])
     sub = top.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="the whole loop on Countdown: init → evaluate → GRPO → evaluate → search and reward stages → report")
+    p = sub.add_parser("demo", help="the whole loop on Countdown: init → evaluate → GRPO → evaluate → search and "
+                                    "reward stages → report")
     add_common(p, "runs/demo")
     add_backend(p)
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")

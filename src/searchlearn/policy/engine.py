@@ -228,8 +228,12 @@ class Engine:
             cache.select(source)
             logits = logits[source]  # (R, V)
         next_pos = torch.tensor([lengths[slot[p]] for p in rows], device=device)  # (R,) position of the next token
-        step_fn = (StaticDecoder(model, weights, cache, graphs=device.type == "cuda") if self.graphs
-                   else lambda ids, pos, cache: decode_step(model, ids, pos, cache, weights))
+        if self.graphs:  # (B,) ids and positions -> (B, V) logits of the next token, appending to the cache
+            step_fn = StaticDecoder(model, weights, cache, graphs=device.type == "cuda")
+        elif weights is not None:
+            step_fn = lambda ids, pos, cache: decode_step(model, ids, pos, cache, weights)  # noqa: E731
+        else:  # the reference path: the model's own forward
+            step_fn = lambda ids, pos, cache: model(ids[:, None], pos[:, None], cache=cache)[:, -1]  # noqa: E731
 
         stops = tuple(s for s in params.stop if s)
         stop_ids = self.stop_token_ids(stops) if stops else frozenset()
@@ -298,8 +302,7 @@ class Engine:
                 chosen, next_pos = chosen[index], next_pos[index]
                 keys = None if keys is None else keys[index]
                 active = [active[j] for j in order]
-            logits = (step_fn(chosen, next_pos, cache) if weights is not None  # (B, V)
-                      else model(chosen[:, None], next_pos[:, None], cache=cache)[:, -1])
+            logits = step_fn(chosen, next_pos, cache)  # (B, V)
             next_pos = next_pos + 1
         return [
             Completion(
